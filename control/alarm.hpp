@@ -1,0 +1,98 @@
+// Alarm codes and their IEC 60601-1-8 priorities (SPEC S4, S5).  The code strings are the
+// ones clients see on D-Bus (ActiveAlarms, AlarmRaised, AcknowledgeAlarm).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace thecal {
+
+enum class AlarmPriority : std::uint8_t { low, medium, high };
+
+enum class AlarmCode : std::uint8_t {
+  occlusion,           // high: pressure high
+  disconnect,          // high: pressure low while delivering
+  motor_stall,         // high: encoder silent while stepping
+  driver_fault,        // high: stepper driver nFAULT
+  reservoir_empty,     // high
+  hardware_fault,      // high: GPIO/ioctl failure at run time
+  state_lost,          // high: journal missing/torn/corrupt at start
+  battery_eos,         // high: end of service
+  reservoir_low,       // medium
+  battery_eri,         // medium: elective replacement indicator
+  daily_limit,         // medium: basal held back at max_daily_dose
+  flow_deviation,      // medium: encoder vs commanded > 10 % over 15 min
+  refill_discrepancy,  // medium
+  restart,             // low: the daemon restarted
+  prescription_rejected,  // low
+  trial_finished,      // low: information
+  count_,
+};
+
+inline constexpr std::size_t kAlarmCount = static_cast<std::size_t>(AlarmCode::count_);
+
+constexpr std::string_view to_string(AlarmCode c) {
+  switch (c) {
+    case AlarmCode::occlusion: return "occlusion";
+    case AlarmCode::disconnect: return "disconnect";
+    case AlarmCode::motor_stall: return "motor_stall";
+    case AlarmCode::driver_fault: return "driver_fault";
+    case AlarmCode::reservoir_empty: return "reservoir_empty";
+    case AlarmCode::hardware_fault: return "hardware_fault";
+    case AlarmCode::state_lost: return "state_lost";
+    case AlarmCode::battery_eos: return "battery_eos";
+    case AlarmCode::reservoir_low: return "reservoir_low";
+    case AlarmCode::battery_eri: return "battery_eri";
+    case AlarmCode::daily_limit: return "daily_limit";
+    case AlarmCode::flow_deviation: return "flow_deviation";
+    case AlarmCode::refill_discrepancy: return "refill_discrepancy";
+    case AlarmCode::restart: return "restart";
+    case AlarmCode::prescription_rejected: return "prescription_rejected";
+    case AlarmCode::trial_finished: return "trial_finished";
+    case AlarmCode::count_: break;
+  }
+  return "unknown";
+}
+
+constexpr AlarmPriority priority_of(AlarmCode c) {
+  switch (c) {
+    case AlarmCode::occlusion:
+    case AlarmCode::disconnect:
+    case AlarmCode::motor_stall:
+    case AlarmCode::driver_fault:
+    case AlarmCode::reservoir_empty:
+    case AlarmCode::hardware_fault:
+    case AlarmCode::state_lost:
+    case AlarmCode::battery_eos: return AlarmPriority::high;
+    case AlarmCode::reservoir_low:
+    case AlarmCode::battery_eri:
+    case AlarmCode::daily_limit:
+    case AlarmCode::flow_deviation:
+    case AlarmCode::refill_discrepancy: return AlarmPriority::medium;
+    case AlarmCode::restart:
+    case AlarmCode::prescription_rejected:
+    case AlarmCode::trial_finished:
+    case AlarmCode::count_: break;
+  }
+  return AlarmPriority::low;
+}
+
+constexpr std::string_view to_string(AlarmPriority p) {
+  switch (p) {
+    case AlarmPriority::low: return "low";
+    case AlarmPriority::medium: return "medium";
+    case AlarmPriority::high: return "high";
+  }
+  return "low";
+}
+
+constexpr std::optional<AlarmCode> alarm_from_string(std::string_view s) {
+  for (std::size_t i = 0; i < kAlarmCount; ++i) {
+    const auto c = static_cast<AlarmCode>(i);
+    if (to_string(c) == s) return c;
+  }
+  return std::nullopt;
+}
+
+}  // namespace thecal

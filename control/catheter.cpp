@@ -1,0 +1,98 @@
+#include "control/catheter.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace thecal {
+
+namespace {
+constexpr double kEpsUl = 1e-12;
+
+using Segments = boost::container::static_vector<Catheter::Segment, Catheter::kMaxSegments>;
+
+void append(Segments& segs, Volume v, Concentration c) {
+  if (!segs.empty() && segs.back().concentration == c) {
+    segs.back().volume += v;
+    return;
+  }
+  if (segs.size() == segs.capacity()) {
+    // Merge the two segments nearest the pump, keeping their mass and volume.  Only
+    // reached after more concentration changes than kMaxSegments within one transit.
+    auto& a = segs[segs.size() - 2];
+    const auto& b = segs.back();
+    const Mass m = a.concentration * a.volume + b.concentration * b.volume;
+    a.volume += b.volume;
+    a.concentration = m / a.volume;
+    segs.pop_back();
+  }
+  segs.push_back({v, c});
+}
+
+/// Removes `v` from the tip end, returning the mass it carried.
+Mass drain(Segments& segs, Volume v) {
+  Mass out = mcg(0);
+  while (v > uL(kEpsUl) && !segs.empty()) {
+    auto& tip = segs.front();
+    const Volume take = std::min(tip.volume, v);
+    out += tip.concentration * take;
+    tip.volume -= take;
+    v -= take;
+    if (tip.volume <= uL(kEpsUl)) segs.erase(segs.begin());
+  }
+  return out;
+}
+}  // namespace
+
+Volume Catheter::contents() const {
+  Volume v = uL(0);
+  for (const auto& s : segs_) v += s.volume;
+  return v;
+}
+
+void Catheter::set_capacity(Volume v) {
+  capacity_ = v;
+  const Volume excess = contents() - capacity_;
+  if (excess > uL(0)) (void)drain(segs_, excess);
+}
+
+Mass Catheter::push(Volume v, Concentration c) {
+  if (v <= uL(0)) return mcg(0);
+  append(segs_, v, c);
+  const Volume excess = contents() - capacity_;
+  return excess > uL(0) ? drain(segs_, excess) : mcg(0);
+}
+
+Mass Catheter::mass_out_if_pushed(Volume v, Concentration c) const {
+  Segments copy = segs_;
+  if (v <= uL(0)) return mcg(0);
+  append(copy, v, c);
+  Volume total = uL(0);
+  for (const auto& s : copy) total += s.volume;
+  const Volume excess = total - capacity_;
+  return excess > uL(0) ? drain(copy, excess) : mcg(0);
+}
+
+Volume Catheter::volume_for_mass(Mass m, Concentration incoming) const {
+  // Walk from the tip: first the room left to fill (delivers nothing), then each segment,
+  // then the incoming solution.
+  Volume v = capacity_ - contents();
+  if (v < uL(0)) v = uL(0);
+  Mass left = m;
+  for (const auto& s : segs_) {
+    if (left <= mcg(0)) return v;
+    const Mass seg_mass = s.concentration * s.volume;
+    if (seg_mass >= left && s.concentration > Concentration{}) return v + left / s.concentration;
+    left -= seg_mass;
+    v += s.volume;
+  }
+  if (left <= mcg(0)) return v;
+  if (incoming <= Concentration{}) return uL(std::numeric_limits<double>::infinity());
+  return v + left / incoming;
+}
+
+Concentration Catheter::tip_concentration(Concentration incoming) const {
+  if (!full() || segs_.empty()) return incoming;
+  return segs_.front().concentration;
+}
+
+}  // namespace thecal

@@ -1,0 +1,52 @@
+// The catheter as a plug-flow queue of solution segments (SPEC S3).  Volume pushed in at
+// the pump end comes out at the tip in order; drug reaches the patient only once the
+// catheter is full, and after a change of concentration the tip keeps seeing the old
+// solution until the catheter's dead volume has been pushed through.
+#pragma once
+
+#include <cstddef>
+
+#include <boost/container/static_vector.hpp>
+
+#include "control/units.hpp"
+
+namespace thecal {
+
+class Catheter {
+ public:
+  static constexpr std::size_t kMaxSegments = 16;
+
+  struct Segment {
+    Volume volume;
+    Concentration concentration;
+  };
+
+  explicit Catheter(Volume dead_volume = uL(0)) : capacity_(dead_volume) {}
+
+  /// Changes the dead volume (a new prescription's catheter); keeps the contents that fit.
+  void set_capacity(Volume v);
+  /// Pushes `v` of solution at `c` in at the pump end; returns the drug mass that leaves
+  /// the tip.
+  Mass push(Volume v, Concentration c);
+  /// The mass that pushing `v` would deliver at the tip, without changing anything.
+  [[nodiscard]] Mass mass_out_if_pushed(Volume v, Concentration c) const;
+  /// The volume to push for `m` of drug to leave the tip (infinite if it never would).
+  [[nodiscard]] Volume volume_for_mass(Mass m, Concentration incoming) const;
+
+  [[nodiscard]] bool full() const { return contents() >= capacity_ - uL(1e-9); }
+  [[nodiscard]] Volume contents() const;
+  [[nodiscard]] Volume capacity() const { return capacity_; }
+  /// Concentration of the solution now at the tip (what the next drop delivers); the
+  /// incoming concentration when the catheter is empty of solution.
+  [[nodiscard]] Concentration tip_concentration(Concentration incoming) const;
+  [[nodiscard]] const boost::container::static_vector<Segment, kMaxSegments>& segments() const { return segs_; }
+  /// Restores contents (journal recovery, therapy import).
+  void restore(const boost::container::static_vector<Segment, kMaxSegments>& segs) { segs_ = segs; }
+
+ private:
+  Volume capacity_;
+  // segs_.front() is at the tip, segs_.back() at the pump.
+  boost::container::static_vector<Segment, kMaxSegments> segs_;
+};
+
+}  // namespace thecal

@@ -1,0 +1,107 @@
+// Programming commands into the dosing core, and its replies.  They cross from the D-Bus
+// thread to the dosing thread through a lock-free queue (daemon/), so they are plain,
+// fixed-size values.  Every refusal has its own reason, one per SPEC D-Bus error name.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "control/alarm.hpp"
+#include "control/fixed_string.hpp"
+#include "control/therapy_plan.hpp"
+#include "control/time.hpp"
+#include "control/units.hpp"
+
+namespace thecal {
+
+enum class CommandKind : std::uint8_t {
+  load_prescription,  // plan: a validated, compiled prescription
+  prime,              // volume
+  start,
+  suspend,            // duration (0 = until Resume)
+  resume,
+  patient_bolus,
+  clinician_bolus,    // dose, duration
+  cancel_bolus,
+  refill,             // withdrawn, volume, plan (optional new prescription)
+  acknowledge_alarm,  // alarm
+  replace_battery,
+  grant_budget,       // steps: the journal reserved this much more (SPEC S7)
+};
+
+constexpr std::string_view to_string(CommandKind k) {
+  switch (k) {
+    case CommandKind::load_prescription: return "load_prescription";
+    case CommandKind::prime: return "prime";
+    case CommandKind::start: return "start";
+    case CommandKind::suspend: return "suspend";
+    case CommandKind::resume: return "resume";
+    case CommandKind::patient_bolus: return "patient_bolus";
+    case CommandKind::clinician_bolus: return "clinician_bolus";
+    case CommandKind::cancel_bolus: return "cancel_bolus";
+    case CommandKind::refill: return "refill";
+    case CommandKind::acknowledge_alarm: return "acknowledge_alarm";
+    case CommandKind::replace_battery: return "replace_battery";
+    case CommandKind::grant_budget: return "grant_budget";
+  }
+  return "unknown";
+}
+
+/// Who asked.  The daemon has checked the role already; the core records the uid.
+struct Caller {
+  std::uint32_t uid = 0;
+  bool clinician = false;  // may acknowledge high alarms
+};
+
+struct Command {
+  std::uint64_t id = 0;
+  CommandKind kind = CommandKind::start;
+  Caller caller;
+  const TherapyPlan* plan = nullptr;  // owned by the sender until the reply comes back
+  Volume volume;
+  Volume withdrawn;
+  Mass dose;
+  Duration duration{0};
+  AlarmCode alarm = AlarmCode::restart;
+  Steps steps;
+};
+
+enum class Refusal : std::uint8_t {
+  none,
+  invalid_state,
+  lockout_active,
+  bolus_limit_reached,
+  daily_limit_reached,
+  reservoir_low,
+  out_of_range,
+  invalid_prescription,
+  access_denied,
+};
+
+/// The D-Bus error name for each refusal (SPEC section 4).
+constexpr std::string_view dbus_error_name(Refusal r) {
+  switch (r) {
+    case Refusal::none: return "";
+    case Refusal::invalid_state: return "org.thecal.Pump1.Error.InvalidState";
+    case Refusal::lockout_active: return "org.thecal.Pump1.Error.LockoutActive";
+    case Refusal::bolus_limit_reached: return "org.thecal.Pump1.Error.BolusLimitReached";
+    case Refusal::daily_limit_reached: return "org.thecal.Pump1.Error.DailyLimitReached";
+    case Refusal::reservoir_low: return "org.thecal.Pump1.Error.ReservoirLow";
+    case Refusal::out_of_range: return "org.thecal.Pump1.Error.OutOfRange";
+    case Refusal::invalid_prescription: return "org.thecal.Pump1.Error.InvalidPrescription";
+    case Refusal::access_denied: return "org.freedesktop.DBus.Error.AccessDenied";
+  }
+  return "org.thecal.Pump1.Error.InvalidState";
+}
+
+struct Reply {
+  std::uint64_t id = 0;
+  Refusal refusal = Refusal::none;
+  FixedString<160> message;  // human text for a refusal
+  Mass dose;                 // bolus dose granted
+  WallTime ends{};           // bolus end (wall time, for D-Bus)
+  const TherapyPlan* released_plan = nullptr;  // the sender may free it now
+  [[nodiscard]] bool ok() const { return refusal == Refusal::none; }
+};
+
+}  // namespace thecal

@@ -1,0 +1,86 @@
+// What the core reports: every programming act, alarm and state change, as fixed-size
+// records the daemon turns into the event log, D-Bus signals and journal entries (S11).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "control/alarm.hpp"
+#include "control/pump_state.hpp"
+#include "control/time.hpp"
+#include "control/units.hpp"
+
+namespace thecal {
+
+enum class EventType : std::uint8_t {
+  state_changed,        // state -> new_state
+  prescription_loaded,
+  prime_started,
+  prime_finished,
+  started,
+  suspended,
+  resumed,
+  bolus_started,        // source, mass
+  bolus_finished,       // source, mass (delivered)
+  refill,               // volume (filled), volume2 (withdrawn)
+  alarm_raised,         // alarm
+  alarm_cleared,        // alarm
+  alarm_acknowledged,   // alarm
+  trial_finished,
+  wall_clock_jump,      // duration: how far wall time moved against monotonic
+  battery_replaced,
+  budget_exhausted,     // the journal reservation ran out before the next grant
+};
+
+constexpr std::string_view to_string(EventType t) {
+  switch (t) {
+    case EventType::state_changed: return "state_changed";
+    case EventType::prescription_loaded: return "prescription_loaded";
+    case EventType::prime_started: return "prime_started";
+    case EventType::prime_finished: return "prime_finished";
+    case EventType::started: return "started";
+    case EventType::suspended: return "suspended";
+    case EventType::resumed: return "resumed";
+    case EventType::bolus_started: return "bolus_started";
+    case EventType::bolus_finished: return "bolus_finished";
+    case EventType::refill: return "refill";
+    case EventType::alarm_raised: return "alarm_raised";
+    case EventType::alarm_cleared: return "alarm_cleared";
+    case EventType::alarm_acknowledged: return "alarm_acknowledged";
+    case EventType::trial_finished: return "trial_finished";
+    case EventType::wall_clock_jump: return "wall_clock_jump";
+    case EventType::battery_replaced: return "battery_replaced";
+    case EventType::budget_exhausted: return "budget_exhausted";
+  }
+  return "unknown";
+}
+
+enum class BolusSource : std::uint8_t { patient, clinician, periodic };
+
+constexpr std::string_view to_string(BolusSource s) {
+  switch (s) {
+    case BolusSource::patient: return "patient";
+    case BolusSource::clinician: return "clinician";
+    case BolusSource::periodic: return "periodic";
+  }
+  return "patient";
+}
+
+inline constexpr std::uint32_t kSystemUid = 0xFFFFFFFFu;  // the pump itself did it
+
+struct Event {
+  WallTime when{};
+  MonoTime mono{};
+  EventType type = EventType::state_changed;
+  std::uint32_t uid = kSystemUid;
+  PumpState old_state = PumpState::idle;
+  PumpState new_state = PumpState::idle;
+  AlarmCode alarm = AlarmCode::restart;
+  BolusSource source = BolusSource::patient;
+  Mass mass;
+  Volume volume;
+  Volume volume2;
+  Duration duration{0};
+};
+
+}  // namespace thecal
