@@ -1,0 +1,37 @@
+// drugs.yaml: the drug library's hard and soft limits (SPEC 3.2).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/problem.hpp"
+#include "control/units.hpp"
+
+namespace thecal::config {
+
+struct Drug {
+  std::string name;
+  std::vector<std::string> aliases;
+  Concentration max_concentration;
+  Mass hard_max_daily;
+  Mass soft_max_daily;
+  std::string source;  // citation; says "unverified" where it is
+};
+
+struct DrugLibrary {
+  std::vector<Drug> drugs;
+  /// By name or alias, case-insensitive.
+  [[nodiscard]] const Drug* find(std::string_view name) const;
+};
+
+struct LoadedDrugLibrary {
+  std::optional<DrugLibrary> library;
+  Problems problems;
+};
+
+LoadedDrugLibrary parse_drug_library(std::string_view text, const std::string& file);
+LoadedDrugLibrary load_drug_library(const std::string& path);
+
+}  // namespace thecal::config
