@@ -1,0 +1,217 @@
+#include "daemon/dosing_loop.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "daemon/log.hpp"
+
+namespace thecal::daemon {
+
+namespace {
+
+constexpr std::int64_t kNsPerUs = 1000;
+
+timespec to_timespec(std::int64_t ns) {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  return ts;
+}
+
+std::int64_t mono_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Touch this much stack once, so the loop takes no page fault growing it (mlockall keeps
+// it resident afterwards).
+constexpr std::size_t kPrefaultStack = 256 * 1024;
+
+void prefault_stack() {
+  unsigned char stack[kPrefaultStack];
+  for (std::size_t i = 0; i < kPrefaultStack; i += 4096) {
+    // A volatile store through a pointer the compiler cannot see through.
+    *static_cast<volatile unsigned char*>(stack + i) = 0;
+  }
+  asm volatile("" : : "r"(stack) : "memory");
+}
+
+}  // namespace
+
+std::uint64_t LatencyHistogram::total() const {
+  std::uint64_t n = 0;
+  for (auto c : counts) n += c;
+  return n;
+}
+
+std::uint64_t LatencyHistogram::quantile_ns(double q) const {
+  const std::uint64_t n = total();
+  if (n == 0) return 0;
+  const auto rank = static_cast<std::uint64_t>(q * static_cast<double>(n - 1)) + 1;
+  std::uint64_t seen = 0;
+  for (std::size_t i = 0; i < kBins; ++i) {
+    seen += counts[i];
+    if (seen >= rank) return std::min<std::uint64_t>((i + 1) * kNsPerUs, std::max<std::uint64_t>(max_ns, 1));
+  }
+  return max_ns;
+}
+
+LatencyHistogram LatencyHistogram::operator-(const LatencyHistogram& earlier) const {
+  LatencyHistogram d;
+  for (std::size_t i = 0; i < counts.size(); ++i) d.counts[i] = counts[i] - earlier.counts[i];
+  // The max over an interval is not recoverable from two cumulative maxima; the upper edge
+  // of the highest non-empty bin bounds it (exact when it is the overflow bin's max).
+  for (std::size_t i = counts.size(); i-- > 0;) {
+    if (d.counts[i] != 0) {
+      d.max_ns = i == kBins ? max_ns : std::min<std::uint64_t>((i + 1) * kNsPerUs, max_ns);
+      break;
+    }
+  }
+  return d;
+}
+
+DosingLoop::DosingLoop(PumpCore& core, io::Backend& backend, const LoopOptions& options)
+    : core_(core), backend_(backend), opt_(options), clock_(options.simulated, options.time_scale),
+      scale_(options.time_scale) {
+  // Safe state before anything else (issue 8: enable inactive first).
+  backend_.safe_state();
+  const Now n = clock_.now(real_monotonic_us(), opt_.time_scale);
+  now_mono_.store(to_usec(n.mono));
+  now_wall_.store(to_usec(n.wall));
+}
+
+DosingLoop::~DosingLoop() { stop(); }
+
+std::optional<std::string> DosingLoop::start() {
+  if (thread_.joinable()) return std::nullopt;
+  stop_.store(false);
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    return std::string("cannot create the dosing thread: ") + e.what();
+  }
+  return std::nullopt;
+}
+
+void DosingLoop::stop() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  backend_.safe_state();
+}
+
+bool DosingLoop::latest_status(Status& out) {
+  bool got = false;
+  statuses_.consume_all([&](const Status& s) {
+    out = s;
+    got = true;
+  });
+  return got;
+}
+
+LoopDiagnostics DosingLoop::diagnostics() const {
+  LoopDiagnostics d;
+  d.cycles = cycles_.load(std::memory_order_relaxed);
+  d.overruns = overruns_.load(std::memory_order_relaxed);
+  d.control_step_max_ns = step_max_ns_.load(std::memory_order_relaxed);
+  d.realtime = realtime_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < latency_bins_.size(); ++i) d.latency.counts[i] = latency_bins_[i].load(std::memory_order_relaxed);
+  d.latency.max_ns = latency_max_ns_.load(std::memory_order_relaxed);
+  return d;
+}
+
+Now DosingLoop::now() const {
+  return {mono_us(now_mono_.load(std::memory_order_relaxed)), wall_us(now_wall_.load(std::memory_order_relaxed))};
+}
+
+void DosingLoop::setup_thread() {
+  (void)pthread_setname_np(pthread_self(), "thecal-dosing");
+  if (opt_.cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(static_cast<unsigned>(*opt_.cpu), &set);
+    const int r = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    if (r != 0) log_warning("Failed to pin the dosing thread to CPU %d: %s, ignoring", *opt_.cpu, std::strerror(r));
+  }
+  if (opt_.priority > 0) {
+    sched_param sp{};
+    sp.sched_priority = opt_.priority;
+    const int r = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+    if (r != 0) {
+      log_warning("SCHED_FIFO priority %d refused (%s): the dosing loop runs as SCHED_OTHER, "
+                  "its timing is not guaranteed", opt_.priority, std::strerror(r));
+    } else {
+      realtime_.store(true);
+    }
+  }
+  prefault_stack();
+}
+
+void DosingLoop::run() {
+  setup_thread();
+  running_.store(true, std::memory_order_release);
+  const std::int64_t period_ns = to_usec(opt_.period) * kNsPerUs;
+  std::int64_t deadline = mono_ns() + period_ns;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    const timespec ts = to_timespec(deadline);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    }
+    const std::int64_t woke = mono_ns();
+    const auto late = static_cast<std::uint64_t>(std::max<std::int64_t>(0, woke - deadline));
+    const std::size_t bin = std::min<std::size_t>(late / kNsPerUs, LatencyHistogram::kBins);
+    latency_bins_[bin].fetch_add(1, std::memory_order_relaxed);
+    if (late > latency_max_ns_.load(std::memory_order_relaxed)) latency_max_ns_.store(late, std::memory_order_relaxed);
+
+    cycle(woke / kNsPerUs);
+    const std::int64_t done = mono_ns();
+    const auto step = static_cast<std::uint64_t>(done - woke);
+    if (step > step_max_ns_.load(std::memory_order_relaxed)) step_max_ns_.store(step, std::memory_order_relaxed);
+    cycles_.fetch_add(1, std::memory_order_relaxed);
+
+    deadline += period_ns;
+    if (done > deadline) {
+      // Missed one or more deadlines: count them and start again from now, never catch up
+      // with a burst (the core scales its work by the real elapsed time anyway).
+      overruns_.fetch_add(static_cast<std::uint64_t>((done - deadline) / period_ns + 1), std::memory_order_relaxed);
+      deadline = done + period_ns;
+    }
+  }
+  backend_.safe_state();
+  running_.store(false, std::memory_order_release);
+}
+
+void DosingLoop::cycle(std::int64_t real_now_us) {
+  const Now now = clock_.now(real_now_us, scale_.load(std::memory_order_relaxed));
+  now_mono_.store(to_usec(now.mono), std::memory_order_relaxed);
+  now_wall_.store(to_usec(now.wall), std::memory_order_relaxed);
+
+  // Replies have room for every command we take (same capacity), so none is lost.
+  Command cmd;
+  while (replies_.write_available() > 0 && commands_.pop(cmd)) {
+    (void)replies_.push(core_.apply(cmd, now));
+  }
+
+  const SensorInputs in = backend_.read(now.mono);
+  Actuation out;
+  core_.tick(now, in, out);
+  backend_.write(out, now.mono);
+
+  // Events wait in the core while the main thread is behind; the core's own buffer counts
+  // what it had to drop.
+  if (events_.write_available() >= PumpCore::kEventCapacity) {
+    core_.drain_events([this](const Event& e) { (void)events_.push(e); });
+  }
+  if (++since_status_ >= opt_.status_every) {
+    since_status_ = 0;
+    (void)statuses_.push(core_.status());
+  }
+}
+
+}  // namespace thecal::daemon

@@ -1,0 +1,114 @@
+// The dosing thread: a SCHED_FIFO loop that wakes at absolute deadlines (previous deadline
+// + period, so the period does not drift), applies queued commands, reads the pump, runs
+// one control cycle of the core and drives the pump.
+//
+// It shares nothing with the rest of the daemon but lock-free single-producer /
+// single-consumer queues (boost::lockfree::spsc_queue, fixed capacity: no lock, no
+// allocation after start) and relaxed atomic counters:
+//   commands  main -> loop      replies, events, status snapshots  loop -> main
+// The main thread never waits on the loop; the loop never waits on anything but its clock.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <thread>
+
+#include <boost/lockfree/spsc_queue.hpp>
+
+#include "control/pump_core.hpp"
+#include "daemon/loop_clock.hpp"
+#include "io/backend.hpp"
+
+namespace thecal::daemon {
+
+struct LoopOptions {
+  Duration period = msec(1);
+  int priority = 80;            // SCHED_FIFO; 0 = do not ask for RT
+  std::optional<int> cpu;       // affinity
+  bool simulated = false;       // use the scaled simulated clock
+  double time_scale = 1.0;
+  std::uint32_t status_every = 10;  // cycles between status snapshots
+};
+
+/// Wake-up latency histogram: 1 us bins up to kBins us, plus an overflow bin.
+struct LatencyHistogram {
+  static constexpr std::size_t kBins = 4096;
+  std::array<std::uint64_t, kBins + 1> counts{};
+  std::uint64_t max_ns = 0;
+  [[nodiscard]] std::uint64_t total() const;
+  /// Upper edge (ns) of the bin holding quantile q in [0, 1]; the max if it overflowed.
+  [[nodiscard]] std::uint64_t quantile_ns(double q) const;
+  LatencyHistogram operator-(const LatencyHistogram& earlier) const;
+};
+
+struct LoopDiagnostics {
+  std::uint64_t cycles = 0;
+  std::uint64_t overruns = 0;
+  std::uint64_t control_step_max_ns = 0;
+  bool realtime = false;  // SCHED_FIFO granted
+  LatencyHistogram latency;
+};
+
+class DosingLoop {
+ public:
+  DosingLoop(PumpCore& core, io::Backend& backend, const LoopOptions& options);
+  DosingLoop(const DosingLoop&) = delete;
+  DosingLoop& operator=(const DosingLoop&) = delete;
+  ~DosingLoop();
+
+  /// Starts the thread; returns an error text if the thread could not be created.
+  std::optional<std::string> start();
+  /// Stops the thread and leaves the pump in its safe state.  Idempotent.
+  void stop();
+
+  // ---- main thread ----
+  /// Queues a command for the next cycle; false if the queue is full (caller refuses).
+  [[nodiscard]] bool post(const Command& cmd) { return commands_.push(cmd); }
+  template <class F>
+  void drain_replies(F&& f) { replies_.consume_all(f); }
+  template <class F>
+  void drain_events(F&& f) { events_.consume_all(f); }
+  /// The newest status snapshot, if one arrived since the last call.
+  bool latest_status(Status& out);
+  [[nodiscard]] LoopDiagnostics diagnostics() const;
+  [[nodiscard]] std::uint64_t cycles() const { return cycles_.load(std::memory_order_relaxed); }
+  /// The loop's current time (simulated with the sim backend), at most one cycle old.
+  [[nodiscard]] Now now() const;
+  void set_time_scale(double s) { scale_.store(s, std::memory_order_relaxed); }
+  [[nodiscard]] double time_scale() const { return scale_.load(std::memory_order_relaxed); }
+  [[nodiscard]] bool running() const { return running_.load(std::memory_order_acquire); }
+
+ private:
+  void run();
+  void setup_thread();
+  void cycle(std::int64_t real_now_us);
+
+  PumpCore& core_;
+  io::Backend& backend_;
+  LoopOptions opt_;
+  LoopClock clock_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> running_{false};
+  std::atomic<double> scale_;
+
+  boost::lockfree::spsc_queue<Command, boost::lockfree::capacity<64>> commands_;
+  boost::lockfree::spsc_queue<Reply, boost::lockfree::capacity<64>> replies_;
+  boost::lockfree::spsc_queue<Event, boost::lockfree::capacity<4096>> events_;
+  boost::lockfree::spsc_queue<Status, boost::lockfree::capacity<8>> statuses_;
+
+  // Written by the loop, read by anyone (relaxed: statistics only).
+  std::atomic<std::uint64_t> cycles_{0};
+  std::atomic<std::uint64_t> overruns_{0};
+  std::atomic<std::uint64_t> step_max_ns_{0};
+  std::atomic<std::uint64_t> latency_max_ns_{0};
+  std::atomic<bool> realtime_{false};
+  std::array<std::atomic<std::uint64_t>, LatencyHistogram::kBins + 1> latency_bins_{};
+  std::atomic<std::int64_t> now_mono_{0};
+  std::atomic<std::int64_t> now_wall_{0};
+  std::uint32_t since_status_ = 0;
+};
+
+}  // namespace thecal::daemon

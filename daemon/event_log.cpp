@@ -1,0 +1,124 @@
+#include "daemon/event_log.hpp"
+
+#include <systemd/sd-journal.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace thecal::daemon {
+
+namespace {
+
+// One MESSAGE_ID per kind of record, so `journalctl MESSAGE_ID=...` finds them.
+const char* message_id(const std::string& type) {
+  if (type == "alarm_raised") return "5d1b3f0e8a4c4a7f9c2e6b1d0a9f3e21";
+  if (type == "alarm_cleared") return "5d1b3f0e8a4c4a7f9c2e6b1d0a9f3e22";
+  if (type == "alarm_acknowledged") return "5d1b3f0e8a4c4a7f9c2e6b1d0a9f3e23";
+  if (type == "bolus_started" || type == "bolus_finished") return "7a2c9e4b1f6d4e8a8b3c5d7e9f0a1b24";
+  if (type == "state_changed") return "0b8e6c2a4d1f4b9e8c7a6f5e4d3c2b25";
+  if (type == "restart") return "3f9a7c5e1b2d4f6a8c0e2b4d6f8a0c26";
+  if (type == "wall_clock_jump") return "9c1e3a5b7d9f4b2d8e6c4a2f0e8d6c27";
+  return "e4a6c8f0b2d44e6a9c1e3f5a7b9d1c28";  // programming acts and everything else
+}
+
+std::string fmt(const char* f, double a) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, f, a);
+  return buf;
+}
+
+}  // namespace
+
+std::string EventLog::who(std::uint32_t uid) {
+  return uid == kSystemUid ? std::string("pump") : "uid=" + std::to_string(uid);
+}
+
+void EventLog::append(LoggedEvent e, int syslog_priority) {
+  if (to_journal_) {
+    const std::string msg = e.type + (e.detail.empty() ? "" : ": " + e.detail) + " (" + e.who + ")";
+    (void)sd_journal_send("MESSAGE=%s", msg.c_str(), "MESSAGE_ID=%s", message_id(e.type), "PRIORITY=%i",
+                          syslog_priority, "THECAL_EVENT=%s", e.type.c_str(), "THECAL_WHO=%s", e.who.c_str(),
+                          "THECAL_DETAIL=%s", e.detail.c_str(), "THECAL_TIME_USEC=%lld",
+                          static_cast<long long>(e.wall_us), nullptr);
+  }
+  events_.push_back(std::move(e));
+  while (events_.size() > capacity_) events_.pop_front();
+}
+
+std::vector<LoggedEvent> EventLog::since(std::int64_t since_us, std::uint32_t max) const {
+  std::vector<LoggedEvent> out;
+  auto it = std::lower_bound(events_.begin(), events_.end(), since_us,
+                             [](const LoggedEvent& e, std::int64_t t) { return e.wall_us < t; });
+  for (; it != events_.end() && out.size() < max; ++it) out.push_back(*it);
+  return out;
+}
+
+std::string alarm_message(AlarmCode c) {
+  switch (c) {
+    case AlarmCode::occlusion: return "Catheter occlusion: pressure high, delivery stopped";
+    case AlarmCode::disconnect: return "Catheter disconnection or dislodgement: pressure low, delivery stopped";
+    case AlarmCode::motor_stall: return "Motor stall: no encoder pulse while stepping, delivery stopped";
+    case AlarmCode::driver_fault: return "Motor driver fault, delivery stopped";
+    case AlarmCode::reservoir_empty: return "Reservoir empty, delivery stopped";
+    case AlarmCode::hardware_fault: return "Hardware I/O failure, delivery stopped";
+    case AlarmCode::state_lost: return "Delivery records lost or corrupt: pump stopped, review before Resume";
+    case AlarmCode::battery_eos: return "Battery end of service: delivery stopped";
+    case AlarmCode::reservoir_low: return "Reservoir low: refill soon";
+    case AlarmCode::battery_eri: return "Battery elective replacement indicator";
+    case AlarmCode::daily_limit: return "Daily limit reached: basal delivery held back";
+    case AlarmCode::flow_deviation: return "Flow deviation: encoder disagrees with commanded volume";
+    case AlarmCode::refill_discrepancy: return "Refill discrepancy: measured residual differs from the estimate";
+    case AlarmCode::restart: return "The pump controller restarted";
+    case AlarmCode::prescription_rejected: return "A prescription was rejected";
+    case AlarmCode::trial_finished: return "The trial has finished: delivery stopped";
+    case AlarmCode::count_: break;
+  }
+  return std::string(to_string(c));
+}
+
+DescribedEvent describe(const Event& e) {
+  DescribedEvent d;
+  d.type = std::string(to_string(e.type));
+  switch (e.type) {
+    case EventType::state_changed:
+      d.detail = std::string(to_string(e.old_state)) + " -> " + std::string(to_string(e.new_state));
+      d.priority = e.new_state == PumpState::stopped ? 3 : 5;
+      break;
+    case EventType::alarm_raised:
+      d.detail = std::string(to_string(e.alarm)) + " (" + std::string(to_string(priority_of(e.alarm))) +
+                 "): " + alarm_message(e.alarm);
+      d.priority = priority_of(e.alarm) == AlarmPriority::high ? 2 : (priority_of(e.alarm) == AlarmPriority::medium ? 4 : 5);
+      break;
+    case EventType::alarm_cleared:
+    case EventType::alarm_acknowledged:
+      d.detail = std::string(to_string(e.alarm));
+      d.priority = 5;
+      break;
+    case EventType::bolus_started:
+      d.detail = std::string(to_string(e.source)) + " " + fmt("%.3f mcg", to_mcg(e.mass));
+      d.priority = 5;
+      break;
+    case EventType::bolus_finished:
+      d.detail = std::string(to_string(e.source)) + " delivered " + fmt("%.3f mcg", to_mcg(e.mass));
+      d.priority = 5;
+      break;
+    case EventType::refill:
+      d.detail = "filled " + fmt("%.1f uL", to_uL(e.volume)) + ", withdrawn " + fmt("%.1f uL", to_uL(e.volume2));
+      d.priority = 5;
+      break;
+    case EventType::wall_clock_jump:
+      d.detail = "wall clock moved " + fmt("%+.3f s", to_seconds(e.duration)) + " against the monotonic clock";
+      d.priority = 4;
+      break;
+    case EventType::suspended:
+      d.detail = e.duration > Duration{0} ? "for " + fmt("%.0f s", to_seconds(e.duration)) : "until Resume";
+      d.priority = 5;
+      break;
+    default:
+      d.priority = 5;
+      break;
+  }
+  return d;
+}
+
+}  // namespace thecal::daemon

@@ -1,0 +1,37 @@
+#include "daemon/loop_clock.hpp"
+
+#include <ctime>
+
+namespace thecal::daemon {
+
+namespace {
+std::int64_t read_us(clockid_t id) {
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+}
+}  // namespace
+
+std::int64_t real_monotonic_us() { return read_us(CLOCK_MONOTONIC); }
+std::int64_t real_wall_us() { return read_us(CLOCK_REALTIME); }
+
+LoopClock::LoopClock(bool simulated, double scale)
+    : simulated_(simulated),
+      scale_(scale),
+      real_base_(real_monotonic_us()),
+      sim_mono_base_(static_cast<double>(real_base_)),
+      sim_wall_minus_mono_(real_wall_us() - real_base_) {}
+
+Now LoopClock::now(std::int64_t real_mono_us, double scale) {
+  if (!simulated_) return {mono_us(real_mono_us), wall_us(real_wall_us())};
+  if (scale != scale_) {
+    // Rebase so the simulated clock is continuous across a scale change.
+    sim_mono_base_ += static_cast<double>(real_mono_us - real_base_) * scale_;
+    real_base_ = real_mono_us;
+    scale_ = scale;
+  }
+  const auto mono = static_cast<std::int64_t>(sim_mono_base_ + static_cast<double>(real_mono_us - real_base_) * scale_);
+  return {mono_us(mono), wall_us(mono + sim_wall_minus_mono_)};
+}
+
+}  // namespace thecal::daemon

@@ -1,0 +1,337 @@
+// thecald: the pump controller daemon.
+//
+//   thecald --config FILE [--bus system|user|ADDRESS]
+//   thecald --config FILE --check-config
+//
+// Start-up order: parse options -> load and check the config, drug library and stored
+// prescription -> put the pump in its safe state -> lock memory -> start the dosing thread
+// -> connect to the bus, export the object, take the name -> READY=1.  SIGTERM/SIGINT stop
+// it cleanly with the motor disabled; SIGHUP re-reads the stored prescription.
+#include <signal.h>
+#include <sys/mman.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/program_options.hpp>
+
+#include "config/daemon_config.hpp"
+#include "config/drug_library.hpp"
+#include "config/prescription.hpp"
+#include "control/pump_core.hpp"
+#include "daemon/delivery_history.hpp"
+#include "daemon/dosing_loop.hpp"
+#include "daemon/event_log.hpp"
+#include "daemon/log.hpp"
+#include "daemon/loop_clock.hpp"
+#include "dbus/pump_object.hpp"
+#include "io/atomic_file.hpp"
+#include "io/sim_plant.hpp"
+
+#ifndef THECAL_VERSION
+#define THECAL_VERSION "0.1.0"
+#endif
+
+namespace po = boost::program_options;
+using namespace thecal;
+
+namespace {
+
+struct Options {
+  std::string config = "/etc/thecal/thecald.yaml";
+  std::string bus = "system";
+  bool check_config = false;
+};
+
+// The backend, for the fatal-signal handler: leave the motor disabled on a crash (S9).
+std::atomic<io::Backend*> g_backend{nullptr};
+
+void on_fatal_signal(int sig) {
+  if (io::Backend* b = g_backend.load()) b->safe_state();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void install_crash_handlers() {
+  struct sigaction sa{};
+  sa.sa_handler = on_fatal_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) (void)sigaction(s, &sa, nullptr);
+}
+
+std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
+  Options o;
+  po::options_description desc(
+      "thecald: intrathecal drug pump controller\n\n"
+      "Usage: thecald --config FILE [--bus system|user|ADDRESS]\n"
+      "       thecald --config FILE --check-config\n\nOptions");
+  desc.add_options()("help,h", "show this help and exit")("version", "show the version and exit")(
+      "config,c", po::value<std::string>(&o.config)->default_value(o.config), "daemon and board file (thecald.yaml)")(
+      "bus", po::value<std::string>(&o.bus)->default_value(o.bus),
+      "system, user, or a D-Bus address such as unix:path=/run/thecal-test/bus")(
+      "check-config", po::bool_switch(&o.check_config),
+      "check the config, drug library and stored prescription, print a summary, and exit");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "thecald: " << e.what() << "\nTry 'thecald --help'.\n";
+    exit_code = 2;
+    return std::nullopt;
+  }
+  if (vm.count("help") != 0U) {
+    std::cout << desc << "\n";
+    exit_code = 0;
+    return std::nullopt;
+  }
+  if (vm.count("version") != 0U) {
+    std::cout << "thecald " << THECAL_VERSION << "\n";
+    exit_code = 0;
+    return std::nullopt;
+  }
+  return o;
+}
+
+struct Loaded {
+  config::DaemonConfig cfg;
+  config::DrugLibrary drugs;
+};
+
+std::optional<Loaded> load_config(const std::string& path) {
+  auto dc = config::load_daemon_config(path);
+  if (!dc.config) {
+    std::cerr << config::format_all(dc.problems);
+    return std::nullopt;
+  }
+  auto lib = config::load_drug_library(dc.config->drugs_path);
+  if (!lib.library) {
+    std::cerr << config::format_all(lib.problems);
+    return std::nullopt;
+  }
+  return Loaded{*dc.config, *lib.library};
+}
+
+int check_config(const Loaded& l, const std::string& config_path) {
+  std::cout << config_path << ": OK (backend " << (l.cfg.backend == config::Backend::sim ? "sim" : "gpiod") << ")\n";
+  std::cout << l.cfg.drugs_path << ": OK (" << l.drugs.drugs.size() << " drugs)\n";
+  std::string err;
+  const auto text = io::read_file(l.cfg.prescription_path, &err);
+  if (!text) {
+    std::cout << l.cfg.prescription_path << ": none stored (the pump starts without a prescription)\n";
+    return 0;
+  }
+  config::PrescriptionContext pc{&l.drugs, l.cfg.board, wall_us(daemon::real_wall_us())};
+  const auto p = config::parse_prescription(*text, l.cfg.prescription_path, pc);
+  if (!p.plan) {
+    std::cerr << config::format_all(p.problems);
+    return 1;
+  }
+  std::cout << l.cfg.prescription_path << ": OK\n" << config::summarize(*p.plan, l.cfg.board);
+  return 0;
+}
+
+int open_bus(const std::string& which, sd_bus** bus) {
+  if (which == "system") return sd_bus_open_system(bus);
+  if (which == "user") return sd_bus_open_user(bus);
+  int r = sd_bus_new(bus);
+  if (r < 0) return r;
+  r = sd_bus_set_address(*bus, which.c_str());
+  if (r >= 0) r = sd_bus_set_bus_client(*bus, 1);
+  if (r >= 0) r = sd_bus_start(*bus);
+  if (r < 0) *bus = sd_bus_unref(*bus);
+  return r;
+}
+
+struct Runtime {
+  daemon::DosingLoop* loop = nullptr;
+  dbus::PumpObject* object = nullptr;
+  std::uint64_t watchdog_usec = 0;
+  std::uint64_t last_cycles = 0;
+  sd_event_source* watchdog = nullptr;
+  sd_event_source* status_timer = nullptr;
+};
+
+int on_exit_signal(sd_event_source* s, const signalfd_siginfo* si, void* /*userdata*/) {
+  log_notice("Received %s, stopping: motor disabled", strsignal(static_cast<int>(si->ssi_signo)));
+  return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+int on_reload_signal(sd_event_source* /*s*/, const signalfd_siginfo* /*si*/, void* userdata) {
+  auto* rt = static_cast<Runtime*>(userdata);
+  (void)sd_notify(0, "RELOADING=1");
+  log_notice("SIGHUP: re-reading the stored prescription");
+  rt->object->load_stored_prescription();
+  (void)sd_notify(0, "READY=1");
+  return 0;
+}
+
+// S9: the systemd watchdog is fed only while the dosing loop's cycle counter advances.
+int on_watchdog(sd_event_source* s, std::uint64_t usec, void* userdata) {
+  auto* rt = static_cast<Runtime*>(userdata);
+  const std::uint64_t cycles = rt->loop->cycles();
+  if (cycles != rt->last_cycles) {
+    (void)sd_notify(0, "WATCHDOG=1");
+    rt->last_cycles = cycles;
+  } else {
+    log_error("The dosing loop has not advanced for %llu ms: not feeding the watchdog",
+              static_cast<unsigned long long>(rt->watchdog_usec / 2000));
+  }
+  (void)sd_event_source_set_time(s, usec + rt->watchdog_usec / 2);
+  return 0;
+}
+
+int on_status_timer(sd_event_source* s, std::uint64_t usec, void* userdata) {
+  auto* rt = static_cast<Runtime*>(userdata);
+  const Status& st = rt->object->status();
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "STATUS=%s; reservoir %.1f uL; delivered 24 h %.1f mcg",
+                std::string(to_string(st.state)).c_str(), to_uL(st.reservoir), to_mcg(st.delivered_24h));
+  (void)sd_notify(0, buf);
+  (void)sd_event_source_set_time(s, usec + 5'000'000);
+  return 0;
+}
+
+int run(const Options& opt) {
+  auto loaded = load_config(opt.config);
+  if (!loaded) return 1;
+  if (opt.check_config) return check_config(*loaded, opt.config);
+  const config::DaemonConfig& cfg = loaded->cfg;
+
+  if (cfg.backend != config::Backend::sim) {
+    log_error("backend: gpiod is not available in this build yet; use backend: sim");
+    return 1;
+  }
+  auto plant = std::make_unique<io::SimPlant>(cfg.board);
+  io::Backend* backend = plant.get();
+  backend->safe_state();
+  g_backend.store(backend);
+  install_crash_handlers();
+
+  if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
+    log_warning("mlockall failed (%s): page faults may delay the dosing loop", std::strerror(errno));
+  }
+
+  // Signals are handled by sd-event; block them before any thread starts.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+
+  daemon::LoopOptions lo;
+  lo.period = cfg.board.loop_period;
+  lo.priority = cfg.loop_priority;
+  lo.cpu = cfg.loop_cpu;
+  lo.simulated = true;
+  lo.time_scale = cfg.sim_time_scale;
+  const Now t0{mono_us(daemon::real_monotonic_us()), wall_us(daemon::real_wall_us())};
+  PumpCore core(cfg.board, t0);
+  daemon::DosingLoop loop(core, *backend, lo);
+  daemon::EventLog events;
+  daemon::DeliveryHistory history;
+
+  dbus::PumpContext ctx;
+  ctx.config = cfg;
+  ctx.drugs = loaded->drugs;
+  ctx.loop = &loop;
+  ctx.sim = plant.get();
+  ctx.events = &events;
+  ctx.history = &history;
+  dbus::PumpObject object(std::move(ctx));
+
+  sd_event* event = nullptr;
+  int r = sd_event_default(&event);
+  if (r < 0) {
+    log_error("Failed to allocate the event loop: %s", std::strerror(-r));
+    return 1;
+  }
+  Runtime rt;
+  rt.loop = &loop;
+  rt.object = &object;
+  (void)sd_event_add_signal(event, nullptr, SIGTERM, on_exit_signal, nullptr);
+  (void)sd_event_add_signal(event, nullptr, SIGINT, on_exit_signal, nullptr);
+  (void)sd_event_add_signal(event, nullptr, SIGHUP, on_reload_signal, &rt);
+
+  if (auto e = loop.start()) {
+    log_error("%s", e->c_str());
+    return 1;
+  }
+
+  sd_bus* bus = nullptr;
+  r = open_bus(opt.bus, &bus);
+  if (r < 0) {
+    log_error("Failed to connect to the %s bus: %s", opt.bus.c_str(), std::strerror(-r));
+    loop.stop();
+    return 1;
+  }
+  r = object.attach(bus, event);
+  if (r >= 0) r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
+  if (r >= 0) r = sd_bus_request_name(bus, dbus::kBusName, 0);
+  if (r < 0) {
+    log_error("Failed to export %s on the bus: %s", dbus::kBusName, std::strerror(-r));
+    loop.stop();
+    object.detach();
+    sd_bus_flush_close_unref(bus);
+    return 1;
+  }
+  events.append({to_usec(loop.now().wall), "daemon_started", "pump", "thecald " THECAL_VERSION " started"}, 5);
+  object.load_stored_prescription();
+
+  if (sd_watchdog_enabled(0, &rt.watchdog_usec) > 0 && rt.watchdog_usec > 0) {
+    std::uint64_t now = 0;
+    (void)sd_event_now(event, CLOCK_MONOTONIC, &now);
+    (void)sd_event_add_time(event, &rt.watchdog, CLOCK_MONOTONIC, now + rt.watchdog_usec / 2, 0, on_watchdog, &rt);
+    (void)sd_event_source_set_enabled(rt.watchdog, SD_EVENT_ON);
+  }
+  {
+    std::uint64_t now = 0;
+    (void)sd_event_now(event, CLOCK_MONOTONIC, &now);
+    (void)sd_event_add_time(event, &rt.status_timer, CLOCK_MONOTONIC, now + 1'000'000, 0, on_status_timer, &rt);
+    (void)sd_event_source_set_enabled(rt.status_timer, SD_EVENT_ON);
+  }
+
+  (void)sd_notify(0, "READY=1\nSTATUS=running");
+  log_notice("thecald %s ready on the %s bus (backend sim, loop %lld us)", THECAL_VERSION, opt.bus.c_str(),
+             static_cast<long long>(to_usec(lo.period)));
+
+  r = sd_event_loop(event);
+  (void)sd_notify(0, "STOPPING=1");
+  loop.stop();  // motor disabled, lines released
+  object.poll();
+  object.fail_pending("the pump daemon is shutting down");
+  events.append({to_usec(loop.now().wall), "daemon_stopped", "pump", "stopped, motor disabled"}, 5);
+  rt.watchdog = sd_event_source_disable_unref(rt.watchdog);
+  rt.status_timer = sd_event_source_disable_unref(rt.status_timer);
+  object.detach();
+  sd_bus_flush_close_unref(bus);
+  g_backend.store(nullptr);
+  sd_event_unref(event);
+  return r < 0 ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int exit_code = 0;
+  const auto opt = parse_options(argc, argv, exit_code);
+  if (!opt) return exit_code;
+  try {
+    return run(*opt);
+  } catch (const std::exception& e) {
+    log_error("Fatal: %s", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,102 @@
+// The D-Bus face of the pump: org.thecal.Pump1, org.thecal.Diagnostics1 and (with the
+// simulator) org.thecal.Simulator1 on /org/thecal/Pump1, exactly as SPEC section 4 and
+// dbus/*.xml say.
+//
+// Each method: read arguments -> validate (OutOfRange, InvalidPrescription) -> check the
+// caller's role (AccessDenied) -> hand a Command to the dosing thread -> reply when the
+// dosing thread's Reply comes back (asynchronously: the bus thread never waits on the
+// loop).  A refused call changes nothing.
+#pragma once
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/daemon_config.hpp"
+#include "config/drug_library.hpp"
+#include "control/status.hpp"
+#include "daemon/delivery_history.hpp"
+#include "daemon/dosing_loop.hpp"
+#include "daemon/event_log.hpp"
+#include "io/sim_plant.hpp"
+
+namespace thecal::dbus {
+
+inline constexpr const char* kBusName = "org.thecal.Pump1";
+inline constexpr const char* kObjectPath = "/org/thecal/Pump1";
+inline constexpr const char* kPumpInterface = "org.thecal.Pump1";
+inline constexpr const char* kDiagnosticsInterface = "org.thecal.Diagnostics1";
+inline constexpr const char* kSimulatorInterface = "org.thecal.Simulator1";
+
+struct PumpContext {
+  config::DaemonConfig config;
+  config::DrugLibrary drugs;
+  daemon::DosingLoop* loop = nullptr;
+  io::SimPlant* sim = nullptr;  // null unless backend: sim
+  daemon::EventLog* events = nullptr;
+  daemon::DeliveryHistory* history = nullptr;
+  std::uint64_t journal_writes = 0;
+};
+
+class PumpObject {
+ public:
+  explicit PumpObject(PumpContext ctx);
+  PumpObject(const PumpObject&) = delete;
+  PumpObject& operator=(const PumpObject&) = delete;
+  ~PumpObject();
+
+  /// Registers the object on `bus` and the poll timer on `event`; negative errno on failure.
+  int attach(sd_bus* bus, sd_event* event);
+
+  /// Removes the object from the bus and stops the timer (before the bus is closed).
+  void detach();
+
+  /// Loads the stored prescription at start (as the pump, uid "pump"), if there is one.
+  void load_stored_prescription();
+
+  /// Drains the dosing thread's replies, events and status; emits signals and
+  /// PropertiesChanged.  Called by the timer; public for tests and shutdown.
+  void poll();
+
+  /// Fails every call still waiting for the dosing thread (at shutdown).
+  void fail_pending(const char* why);
+
+  [[nodiscard]] const Status& status() const { return status_; }
+
+  // sd-bus callbacks (static trampolines in the .cpp call these).
+  struct Pending;
+  int submit(sd_bus_message* m, Command cmd, std::unique_ptr<Pending> p, sd_bus_error* err);
+  PumpContext& context() { return ctx_; }
+
+ private:
+  void handle_reply(const Reply& r);
+  void handle_event(const Event& e);
+  void emit_changed_properties(bool force_fast);
+  void grant_budget_if_needed();
+  void arm_timer(bool fast);
+
+  PumpContext ctx_;
+  sd_bus* bus_ = nullptr;
+  sd_event_source* timer_ = nullptr;
+  sd_bus_slot* slots_[3] = {nullptr, nullptr, nullptr};
+  Status status_{};
+  std::uint64_t next_id_ = 1;
+  std::map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+  std::map<std::string, std::string> last_emitted_;  // property -> serialized value
+  std::int64_t last_fast_emit_us_ = 0;
+  std::int64_t granted_steps_ = 0;
+  bool budget_in_flight_ = false;
+
+ public:
+  // Accessed by the vtable callbacks.
+  daemon::LatencyHistogram minute_base_{};
+  daemon::LatencyHistogram last_minute_{};
+  std::int64_t minute_started_us_ = 0;
+};
+
+}  // namespace thecal::dbus

@@ -1,0 +1,54 @@
+// The simulated pump (backend: sim): motor, reservoir, encoder and sensors, driven by the
+// same Actuation the real board gets.  Faults are injected from the D-Bus thread
+// (org.thecal.Simulator1.InjectFault) through atomics, so the dosing thread never locks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "control/board_params.hpp"
+#include "io/backend.hpp"
+
+namespace thecal::io {
+
+enum class SimFault : std::uint8_t {
+  occlusion,
+  disconnect,
+  motor_stall,      // the motor turns no more: no volume, no encoder pulses
+  driver_fault,
+  encoder_failure,  // the motor turns, the encoder is silent
+  low_battery,
+  bolus_button,     // the patient holds the bolus button
+  count_,
+};
+
+std::optional<SimFault> sim_fault_from_string(std::string_view s);
+
+class SimPlant final : public Backend {
+ public:
+  explicit SimPlant(const BoardParams& board) : board_(board) {}
+
+  SensorInputs read(MonoTime now) noexcept override;
+  void write(const Actuation& out, MonoTime now) noexcept override;
+  void safe_state() noexcept override;
+
+  /// Any thread.
+  void inject(SimFault f, bool active) noexcept;
+  [[nodiscard]] bool fault(SimFault f) const noexcept;
+  /// What the plant really pumped, in uL (any thread).
+  [[nodiscard]] double true_delivered_ul() const noexcept { return true_ul_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t steps_seen() const noexcept { return steps_.load(std::memory_order_relaxed); }
+  [[nodiscard]] bool motor_enabled() const noexcept { return enabled_.load(std::memory_order_relaxed); }
+
+ private:
+  BoardParams board_;
+  std::atomic<std::uint32_t> faults_{0};
+  std::atomic<double> true_ul_{0.0};
+  std::atomic<std::uint64_t> steps_{0};
+  std::atomic<bool> enabled_{false};
+  std::uint64_t encoder_steps_ = 0;  // steps the encoder has seen (dosing thread only)
+};
+
+}  // namespace thecal::io
