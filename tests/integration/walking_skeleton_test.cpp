@@ -1,0 +1,144 @@
+// The walking skeleton end to end: a private bus with the real policy, the real thecald on
+// the simulated pump, driven by the real thecalctl.  The plant's true pumped volume must
+// match the programmed basal rate over the infusion, within one motor step (SPEC S6).
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/harness.hpp"
+
+namespace thecal::test {
+namespace {
+
+constexpr const char* kPump = "org.thecal.Pump1";
+constexpr const char* kSim = "org.thecal.Simulator1";
+constexpr double kStepUl = 0.25;  // examples/thecald-sim.yaml motor.volume_per_step
+
+class WalkingSkeleton : public ::testing::Test {
+ protected:
+  TempDir dir;
+  PrivateBus bus{dir.path()};
+  Daemon daemon{dir.path(), bus.address()};
+  Client client{bus.address()};
+
+  RunResult ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {thecalctl_path(), "--address", bus.address()});
+    return run(args);
+  }
+  std::string example(const char* name) { return source_dir() + "/examples/" + name; }
+};
+
+TEST_F(WalkingSkeleton, DeliversTheProgrammedBasalRate) {
+  EXPECT_EQ(client.get_string(kPump, "State"), "idle");
+  EXPECT_EQ(client.get_string(kPump, "PrescriptionId"), "");
+
+  auto r = ctl({"load", example("prescription-continuous.yaml")});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << daemon.log();
+  const std::string id = client.get_string(kPump, "PrescriptionId");
+  EXPECT_EQ(id.size(), 64u);
+  EXPECT_NE(r.out.find(id), std::string::npos);
+
+  r = ctl({"refill", "--withdrawn", "0 mL", "20 mL"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_DOUBLE_EQ(client.get_double(kPump, "ReservoirUl"), 20000.0);
+
+  ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
+  EXPECT_DOUBLE_EQ(client.get_double(kSim, "TimeScale"), 3600.0);
+  r = ctl({"prime", "0.22 mL"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_TRUE(wait_until([&] { return client.get_bool(kPump, "CatheterPrimed") && client.get_string(kPump, "State") == "idle"; }))
+      << daemon.log();
+  const double primed = client.get_double(kSim, "TrueDeliveredUl");
+  EXPECT_NEAR(primed, 220.0, kStepUl);
+  EXPECT_DOUBLE_EQ(client.get_double(kPump, "Delivered24hMcg"), 0.0) << "priming must deliver no drug";
+
+  r = ctl({"start"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(client.get_string(kPump, "State"), "infusing");
+  const double rate_mcg_day = client.get_double(kPump, "BasalRateMcgPerDay");
+  const double conc_mcg_ml = client.get_double(kPump, "ConcentrationMcgPerMl");
+  ASSERT_GT(rate_mcg_day, 0);
+  ASSERT_GT(conc_mcg_ml, 0);
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // about 3 h of simulated therapy
+  ASSERT_EQ(ctl({"suspend"}).exit_code, 0);
+  EXPECT_EQ(client.get_string(kPump, "State"), "suspended");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const double pumped = client.get_double(kSim, "TrueDeliveredUl") - primed;
+
+  // Simulated times of start and suspend, from the event log.
+  std::uint64_t t_start = 0;
+  std::uint64_t t_suspend = 0;
+  for (const auto& e : client.events()) {
+    if (e.type == "started") t_start = e.time_us;
+    if (e.type == "suspended") t_suspend = e.time_us;
+  }
+  ASSERT_GT(t_start, 0u);
+  ASSERT_GT(t_suspend, t_start);
+  const double hours = static_cast<double>(t_suspend - t_start) / 3600e6;
+  EXPECT_GT(hours, 1.0);
+  const double expected_ul = rate_mcg_day / conc_mcg_ml * 1000.0 * hours / 24.0;
+  // Within one step, plus the volume of one loop cycle (3.6 s simulated) at the boundary.
+  const double cycle_ul = rate_mcg_day / conc_mcg_ml * 1000.0 * (3.6 / 86400.0);
+  EXPECT_NEAR(pumped, expected_ul, kStepUl + cycle_ul) << "hours=" << hours;
+  // Mass at the tip: the catheter is full of the same solution.
+  EXPECT_NEAR(client.get_double(kPump, "Delivered24hMcg"), pumped * conc_mcg_ml / 1000.0, kStepUl * conc_mcg_ml / 1000.0);
+  EXPECT_NEAR(client.get_double(kPump, "ReservoirUl"), 20000.0 - 220.0 - pumped, kStepUl);
+
+  // The status command shows it in human units.
+  r = ctl({"status"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("suspended"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mL"), std::string::npos) << r.out;
+
+  EXPECT_EQ(daemon.stop(), 0) << daemon.log();
+}
+
+TEST_F(WalkingSkeleton, BadInputIsRefusedAndChangesNothing) {
+  // A prescription with an unknown unit: InvalidPrescription, exit 6, nothing loaded.
+  const std::string bad = dir.path() + "/bad.yaml";
+  {
+    auto text = run({"/bin/sed", "s/mg\\/mL/mg\\/dL/", example("prescription-continuous.yaml")}).out;
+    FILE* f = fopen(bad.c_str(), "w");
+    fputs(text.c_str(), f);
+    fclose(f);
+  }
+  auto r = ctl({"load", bad});
+  EXPECT_EQ(r.exit_code, 6) << r.out << r.err;
+  EXPECT_NE(r.err.find("InvalidPrescription"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("concentration"), std::string::npos) << r.err;
+  EXPECT_EQ(client.get_string(kPump, "PrescriptionId"), "");
+
+  // Start without a prescription: InvalidState, exit 5.
+  r = ctl({"start"});
+  EXPECT_EQ(r.exit_code, 5) << r.out << r.err;
+  EXPECT_EQ(client.get_string(kPump, "State"), "idle");
+
+  // NaN, negative and infinite volumes: OutOfRange.
+  EXPECT_EQ(client.call(kPump, "Prime", "d", std::numeric_limits<double>::quiet_NaN()), "org.thecal.Pump1.Error.OutOfRange");
+  EXPECT_EQ(client.call(kPump, "Prime", "d", -5.0), "org.thecal.Pump1.Error.OutOfRange");
+  EXPECT_EQ(client.call(kPump, "Refill", "dds", 0.0, std::numeric_limits<double>::infinity(), ""),
+            "org.thecal.Pump1.Error.OutOfRange");
+  EXPECT_EQ(client.call(kSim, "InjectFault", "sb", "gremlins", 1), "org.thecal.Pump1.Error.OutOfRange");
+  EXPECT_DOUBLE_EQ(client.get_double(kPump, "ReservoirUl"), 0.0);
+
+  // thecalctl rejects a unit-less quantity itself (usage error, exit 2).
+  r = ctl({"prime", "220"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+}
+
+TEST_F(WalkingSkeleton, SigtermStopsCleanly) {
+  ASSERT_EQ(ctl({"load", example("prescription-continuous.yaml")}).exit_code, 0);
+  const int status = daemon.stop();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(daemon.log().find("motor disabled"), std::string::npos) << daemon.log();
+}
+
+}  // namespace
+}  // namespace thecal::test
