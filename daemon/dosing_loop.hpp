@@ -13,7 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
-#include <thread>
+#include <pthread.h>
 
 #include <boost/lockfree/spsc_queue.hpp>
 
@@ -81,6 +81,7 @@ class DosingLoop {
   [[nodiscard]] bool running() const { return running_.load(std::memory_order_acquire); }
 
  private:
+  static void* thread_main(void* self);
   void run();
   void setup_thread();
   void cycle(std::int64_t real_now_us);
@@ -89,7 +90,8 @@ class DosingLoop {
   io::Backend& backend_;
   LoopOptions opt_;
   LoopClock clock_;
-  std::thread thread_;
+  pthread_t thread_{};
+  bool started_ = false;
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};
   std::atomic<double> scale_;
