@@ -18,6 +18,8 @@ struct Drug {
   Mass hard_max_daily;
   Mass soft_max_daily;
   std::string source;  // citation; says "unverified" where it is
+  /// Added: true only when every one of the three figures is marked verified in the file.
+  bool verified = false;
 };
 
 struct DrugLibrary {
@@ -30,6 +32,9 @@ struct LoadedDrugLibrary {
   std::optional<DrugLibrary> library;
   Problems problems;
 };
+
+/// Longest drug name or alias (TherapyPlan::drug holds 32 characters).
+inline constexpr std::size_t kMaxDrugName = 32;
 
 LoadedDrugLibrary parse_drug_library(std::string_view text, const std::string& file);
 LoadedDrugLibrary load_drug_library(const std::string& path);

@@ -1,0 +1,86 @@
+#include "config/daemon_config.hpp"
+
+#include <gtest/gtest.h>
+
+#include "tests/config/test_util.hpp"
+
+namespace thecal::config {
+namespace {
+
+using test::dump;
+using test::source_dir;
+
+TEST(DaemonConfig, SimExampleLoads) {
+  const LoadedDaemonConfig r = load_daemon_config(source_dir() + "/examples/thecald-sim.yaml");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  const DaemonConfig& c = *r.config;
+  EXPECT_EQ(c.backend, Backend::sim);
+  EXPECT_EQ(c.prescription_path, "/var/lib/thecal/prescription.yaml");
+  EXPECT_EQ(c.drugs_path, "/usr/share/thecal/drugs.yaml");
+  EXPECT_EQ(c.state_dir, "/var/lib/thecal");
+  EXPECT_EQ(c.board.loop_period, msec(1));
+  EXPECT_EQ(c.loop_priority, 80);
+  ASSERT_TRUE(c.loop_cpu.has_value());
+  EXPECT_EQ(*c.loop_cpu, 1);
+  EXPECT_DOUBLE_EQ(to_uL(c.board.volume_per_step), 0.25);
+  EXPECT_EQ(c.board.max_steps_per_second, 400U);
+  EXPECT_EQ(c.board.steps_per_encoder_pulse, 8U);
+  EXPECT_EQ(c.board.stall_pulses, 3U);
+  EXPECT_DOUBLE_EQ(to_uL_per_h(c.board.prime_rate), 1000.0);
+  EXPECT_DOUBLE_EQ(c.sim_time_scale, 1.0);
+  EXPECT_DOUBLE_EQ(c.board.battery.capacity_mAs, 3.6e7);
+  EXPECT_DOUBLE_EQ(c.board.battery.use_per_step_mAs, 0.05);
+  EXPECT_DOUBLE_EQ(c.board.battery.use_per_hour_mAs, 3600.0);
+  EXPECT_DOUBLE_EQ(c.board.battery.eri_percent, 15.0);
+  EXPECT_DOUBLE_EQ(c.board.battery.eos_percent, 5.0);
+  EXPECT_TRUE(c.gpio.lines.empty());
+}
+
+TEST(DaemonConfig, Rpi4ExampleLoads) {
+  const LoadedDaemonConfig r = load_daemon_config(source_dir() + "/examples/thecald-rpi4.yaml");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  const DaemonConfig& c = *r.config;
+  EXPECT_EQ(c.backend, Backend::gpiod);
+  EXPECT_EQ(c.gpio.chip, "gpiochip0");
+  ASSERT_EQ(c.gpio.lines.size(), 11U);
+  const GpioLine& step = c.gpio.lines.at("step");
+  EXPECT_EQ(step.offset, 17U);
+  EXPECT_FALSE(step.active_low);
+  EXPECT_EQ(step.bias, Bias::as_is);
+  EXPECT_EQ(step.debounce, Duration{0});
+  const GpioLine& enable = c.gpio.lines.at("enable");
+  EXPECT_EQ(enable.offset, 22U);
+  EXPECT_TRUE(enable.active_low);
+  const GpioLine& fault = c.gpio.lines.at("fault");
+  EXPECT_EQ(fault.offset, 23U);
+  EXPECT_EQ(fault.bias, Bias::pull_up);
+  const GpioLine& button = c.gpio.lines.at("bolus_button");
+  EXPECT_EQ(button.offset, 26U);
+  EXPECT_TRUE(button.active_low);
+  EXPECT_EQ(button.bias, Bias::pull_up);
+  EXPECT_EQ(button.debounce, msec(20));
+  const std::pair<const char*, unsigned> expected[] = {
+      {"dir", 27},      {"heartbeat", 12}, {"buzzer", 16},    {"encoder", 24},
+      {"occlusion", 5}, {"disconnect", 6}, {"low_battery", 13},
+  };
+  for (const auto& [name, offset] : expected) {
+    ASSERT_TRUE(c.gpio.lines.at(name).offset.has_value()) << name;
+    EXPECT_EQ(*c.gpio.lines.at(name).offset, offset) << name;
+  }
+  EXPECT_TRUE(c.gpio.lines.at("low_battery").active_low);
+}
+
+TEST(DaemonConfig, LineByName) {
+  std::string text = R"(backend: gpiod
+paths: { prescription: /p.yaml, drugs: /d.yaml, state: /s }
+loop: { period: 500 us, priority: 10 }
+)";
+  // "us" is not a duration unit: the error names it.
+  LoadedDaemonConfig r = parse_daemon_config(text, "t.yaml");
+  ASSERT_FALSE(r.problems.empty());
+  EXPECT_EQ(r.problems[0].format(),
+            "t.yaml:3:17: loop.period: unknown unit \"us\": expected a duration in s, min, h, d or ms");
+}
+
+}  // namespace
+}  // namespace thecal::config
