@@ -315,7 +315,8 @@ void PumpCore::tick(Now now, const SensorInputs& in, Actuation& out) {
       }
     }
   }
-  out.motor_enable = delivering_state(state_);
+  // Enabled while delivering, and for the cycle that issues the last steps of a prime.
+  out.motor_enable = out.steps > 0 || delivering_state(state_);
   last_encoder_ = in.encoder_pulses;
   publish(now);
 }

@@ -477,6 +477,7 @@ int get_diag(sd_bus* /*bus*/, const char* /*path*/, const char* /*iface*/, const
   else if (p == "StepsIssued") v = o->status().steps_issued;
   else if (p == "EncoderPulses") v = o->status().encoder_pulses;
   else if (p == "JournalWrites") v = o->context().journal_writes;
+  else if (p == "WallClockUsec") v = wall_or_zero(o->context().loop->now().wall);
   else return sd_bus_error_setf(err, SD_BUS_ERROR_UNKNOWN_PROPERTY, "no property %s", property);
   return sd_bus_message_append(reply, "t", v);
 }
@@ -607,6 +608,7 @@ const sd_bus_vtable kDiagVtable[] = {
     DIAG_PROP("StepsIssued", "t"),
     DIAG_PROP("EncoderPulses", "t"),
     DIAG_PROP("JournalWrites", "t"),
+    DIAG_PROP("WallClockUsec", "t"),
     SD_BUS_PROPERTY("RealtimeScheduling", "b", get_diag, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_VTABLE_END};
 

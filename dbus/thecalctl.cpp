@@ -605,16 +605,15 @@ int cmd_history(sd_bus* bus, const Global& g, const Args& a) {
     if (!b) { std::cerr << "thecalctl: " << err << "\n"; return kExitUsage; }
     bucket = *b;
   }
-  // "now" is the pump's clock (simulated with the sim backend): take it from the newest event.
-  std::uint64_t now = static_cast<std::uint64_t>(std::time(nullptr)) * 1'000'000;
+  // "now" is the pump's clock (simulated with the sim backend).
+  std::uint64_t now = 0;
   {
-    sd_bus_message* ev = nullptr;
-    if (call(bus, kIface, "GetEvents", &ev, "tu", std::uint64_t{0}, std::uint32_t{10'000}) == 0) {
-      std::uint64_t t = 0;
-      const char *x = nullptr, *y = nullptr, *z = nullptr;
-      if (sd_bus_message_enter_container(ev, 'a', "(tsss)") >= 0)
-        while (sd_bus_message_read(ev, "(tsss)", &t, &x, &y, &z) > 0) now = std::max(now, t);
-      sd_bus_message_unref(ev);
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    const int rr = sd_bus_get_property_trivial(bus, kService, kPath, kDiagIface, "WallClockUsec", &e, 't', &now);
+    if (rr < 0) {
+      const int code = report(e, rr);
+      sd_bus_error_free(&e);
+      return code;
     }
   }
   const std::uint64_t from = now > static_cast<std::uint64_t>(span) ? now - static_cast<std::uint64_t>(span) : 0;
