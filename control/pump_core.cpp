@@ -284,6 +284,11 @@ void PumpCore::tick(Now now, const SensorInputs& in, Actuation& out) {
     const std::int64_t cap = std::max<std::int64_t>(
         1, static_cast<std::int64_t>(std::ceil(board_.max_steps_per_second * to_seconds(dt))));
     steps = std::min({steps, cap, budget_.count});
+    if (state_ == PumpState::priming) {
+      // Never pump more than the priming volume, however long the cycle was.
+      const auto prime_steps = static_cast<std::int64_t>(std::ceil(prime_left_ / board_.volume_per_step - 1e-9));
+      steps = std::min(steps, prime_steps);
+    }
     const Volume vol = board_.volume_per_step * static_cast<double>(steps);
     if (state_ == PumpState::infusing && steps > 0) {
       // S1: basal that would cross the rolling-24 h limit is held back, never delivered.
