@@ -128,6 +128,13 @@ MassRate PumpCore::basal_rate_at(WallTime w) const {
   return r;
 }
 
+MassRate PumpCore::basal_rate_guarded(MonoTime t, Duration offset) const {
+  const MassRate r = basal_rate_at(WallTime{} + (t - MonoTime{}) + offset);
+  if (!jump_guard_until_ || t >= *jump_guard_until_) return r;
+  const MassRate before = basal_rate_at(WallTime{} + (t - MonoTime{}) + pre_jump_offset_);
+  return std::min(r, before);
+}
+
 MassRate PumpCore::bolus_rate_total() const {
   MassRate r{};
   for (const auto& b : boluses_) {
@@ -668,7 +675,7 @@ void PumpCore::publish(Now now, bool slow) {
   s.trial_remaining = trial_end_mono_ && *trial_end_mono_ > now.mono ? *trial_end_mono_ - now.mono : Duration{0};
   s.suspended_until = state_ == PumpState::suspended && suspend_until_ ? to_wall(*suspend_until_, now) : WallTime{};
   s.concentration = reservoir_conc_;
-  const MassRate basal = state_ == PumpState::infusing ? basal_rate_at(now.wall) : MassRate{};
+  const MassRate basal = state_ == PumpState::infusing ? basal_rate_guarded(now.mono, now.wall - WallTime{} - (now.mono - MonoTime{})) : MassRate{};
   s.basal_rate = basal;
   s.mass_rate = state_ == PumpState::infusing ? basal + bolus_rate_total() : MassRate{};
   const Concentration tip = catheter_.tip_concentration(reservoir_conc_);

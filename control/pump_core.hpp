@@ -157,6 +157,9 @@ class PumpCore {
   void stop_delivery(Now now, std::uint32_t uid);
   void finish_bolus(BolusSource s, Now now, std::uint32_t uid, bool cancelled);
   [[nodiscard]] MassRate basal_rate_at(WallTime w) const;
+  /// The basal rate at monotonic `t` with wall offset `offset`; for 24 h after a wall-clock
+  /// jump, never more than the rate by the clock before the jump (S8: no extra delivery).
+  [[nodiscard]] MassRate basal_rate_guarded(MonoTime t, Duration offset) const;
   [[nodiscard]] MassRate bolus_rate_total() const;
   [[nodiscard]] Mass bolus_mass_remaining() const;
   [[nodiscard]] Volume pending_volume() const;
@@ -185,6 +188,8 @@ class PumpCore {
   MonoTime last_;            // therapy integrated up to here
   MonoTime last_tick_;       // previous tick (battery, token bucket)
   Duration wall_offset_{0};  // wall - mono at the previous call
+  std::optional<MonoTime> jump_guard_until_;  // flex basal follows min(new, old clock)
+  Duration pre_jump_offset_{0};
   std::int64_t due_steps_ = 0;  // whole steps programmed, not yet issued
   double tokens_ = 1.0;         // motor rate limiter (max_steps_per_second)
 

@@ -45,6 +45,9 @@ void PumpCore::detect_wall_jump(Now now) {
     Event e = make_event(EventType::wall_clock_jump, now.mono, now.wall, kSystemUid);
     e.duration = delta;
     emit(e);
+    // For a day, flex basal may not exceed what the clock before the (first) jump gave.
+    if (!jump_guard_until_ || now.mono >= *jump_guard_until_) pre_jump_offset_ = wall_offset_;
+    jump_guard_until_ = now.mono + days(1);
     // A periodic dose already handled on a local day that now lies in the future is
     // re-marked against the new clock; the monotonic spacing guards the rest.
     if (plan_) {
@@ -217,6 +220,19 @@ MonoTime PumpCore::next_boundary(MonoTime t, Duration offset) const {
       if (d.at > lt.time_of_day) consider(t + (d.at - lt.time_of_day));
     }
     if (auto c = next_offset_change(*plan_, w)) consider(t + (*c - w));
+    if (jump_guard_until_ && t < *jump_guard_until_ && plan_->basal_mode == BasalMode::flex) {
+      consider(*jump_guard_until_);
+      const WallTime w2 = WallTime{} + (t - MonoTime{}) + pre_jump_offset_;
+      const LocalTime l2 = local_time(*plan_, w2);
+      consider(t + (days(1) - l2.time_of_day));
+      for (const auto& s : plan_->flex_steps) {
+        if (s.start > l2.time_of_day) {
+          consider(t + (s.start - l2.time_of_day));
+          break;
+        }
+      }
+      if (auto c = next_offset_change(*plan_, w2)) consider(t + (*c - w2));
+    }
   }
   return b;
 }
@@ -241,8 +257,7 @@ void PumpCore::integrate_segment(MonoTime t0, MonoTime t1, Duration offset) {
     return;
   }
   if (state_ != PumpState::infusing || !plan_) return;
-  const WallTime w0 = WallTime{} + (t0 - MonoTime{}) + offset;
-  const MassRate rate = basal_rate_at(w0) + bolus_rate_total();
+  const MassRate rate = basal_rate_guarded(t0, offset) + bolus_rate_total();
   for (auto& b : boluses_) {
     if (b.active) b.programmed += b.rate * d;
   }

@@ -187,3 +187,36 @@ struct Harness {
 };
 
 }  // namespace thecal::test
+
+namespace thecal::test {
+
+// Europe/Berlin around the harness's start (2026-09-21): CEST until 2026-10-25 01:00 UTC,
+// CET until 2027-03-28 01:00 UTC, then CEST.
+inline void berlin(TherapyPlan& p) {
+  p.timezone = "Europe/Berlin";
+  p.utc_offsets.clear();
+  p.utc_offsets.push_back({wall_us(1774746000LL * 1'000'000 - 1), hours(1)});
+  p.utc_offsets.push_back({wall_us(1774746000LL * 1'000'000), hours(2)});
+  p.utc_offsets.push_back({wall_us(1792890000LL * 1'000'000), hours(1)});
+  p.utc_offsets.push_back({wall_us(1806195600LL * 1'000'000), hours(2)});
+  p.utc_offsets.push_back({wall_us(1824944400LL * 1'000'000), hours(1)});
+}
+/// Local midnight (Berlin, CEST) starting 2026-09-22, as wall time.
+inline constexpr std::int64_t kMidnight0922 = 1790028000LL * 1'000'000;
+
+inline TherapyPlan flex_plan(Mass max_daily = mg(3)) {
+  TherapyPlan p = continuous_plan(MassRate{}, mg_per_mL(10), max_daily);
+  berlin(p);
+  p.basal_mode = BasalMode::flex;
+  p.flex_steps.push_back({hours(0), mg_per_day(1.0)});
+  p.flex_steps.push_back({hours(8), mg_per_day(2.0)});
+  p.flex_steps.push_back({hours(20), mg_per_day(1.2)});
+  return p;
+}
+
+/// Advances both clocks (no delivery logic involved beyond the ticks) to wall time `w`.
+inline void run_until_wall(Harness& h, std::int64_t w_us, Duration step) {
+  while (to_usec(h.now.wall) < w_us) h.cycle(std::min(step, Duration{w_us - to_usec(h.now.wall)}));
+}
+
+}  // namespace thecal::test
