@@ -87,6 +87,60 @@ constexpr std::string_view to_string(AlarmPriority p) {
   return "low";
 }
 
+/// How an active alarm goes away (SPEC S4, S5).
+enum class AlarmLatch : std::uint8_t {
+  latched,      // high, sensor cause: clears only when acknowledged AND the cause is gone
+  until_ack,    // an event, not a condition: clears when acknowledged
+  conditional,  // clears by itself when the cause is gone; acknowledging silences it
+};
+
+constexpr AlarmLatch latch_of(AlarmCode c) {
+  switch (c) {
+    case AlarmCode::occlusion:
+    case AlarmCode::disconnect:
+    case AlarmCode::motor_stall:
+    case AlarmCode::driver_fault:
+    case AlarmCode::reservoir_empty:
+    case AlarmCode::hardware_fault:
+    case AlarmCode::battery_eos: return AlarmLatch::latched;
+    case AlarmCode::state_lost:
+    case AlarmCode::refill_discrepancy:
+    case AlarmCode::restart:
+    case AlarmCode::prescription_rejected:
+    case AlarmCode::trial_finished: return AlarmLatch::until_ack;
+    case AlarmCode::reservoir_low:
+    case AlarmCode::battery_eri:
+    case AlarmCode::daily_limit:
+    case AlarmCode::flow_deviation:
+    case AlarmCode::count_: break;
+  }
+  return AlarmLatch::conditional;
+}
+
+/// The human message that goes with an alarm (ActiveAlarms, AlarmRaised).
+constexpr std::string_view alarm_message(AlarmCode c) {
+  switch (c) {
+    case AlarmCode::occlusion: return "catheter occlusion: pressure high, motor stopped";
+    case AlarmCode::disconnect: return "catheter disconnection: pressure low while delivering, motor stopped";
+    case AlarmCode::motor_stall: return "motor stall: no encoder pulse while stepping, motor stopped";
+    case AlarmCode::driver_fault: return "stepper driver fault, motor stopped";
+    case AlarmCode::reservoir_empty: return "reservoir empty, motor stopped";
+    case AlarmCode::hardware_fault: return "hardware I/O failure, motor stopped";
+    case AlarmCode::state_lost: return "therapy state lost (journal missing or corrupt), pump stopped";
+    case AlarmCode::battery_eos: return "battery end of service, motor stopped";
+    case AlarmCode::reservoir_low: return "reservoir low: refill soon";
+    case AlarmCode::battery_eri: return "battery elective replacement indicator";
+    case AlarmCode::daily_limit: return "rolling 24 h dose limit reached: basal held back";
+    case AlarmCode::flow_deviation: return "flow deviation: encoder and commanded volume differ by more than 10 %";
+    case AlarmCode::refill_discrepancy: return "refill discrepancy: measured residual differs from the estimate";
+    case AlarmCode::restart: return "the pump controller restarted";
+    case AlarmCode::prescription_rejected: return "prescription rejected";
+    case AlarmCode::trial_finished: return "trial phase finished: delivery stopped";
+    case AlarmCode::count_: break;
+  }
+  return "unknown alarm";
+}
+
 constexpr std::optional<AlarmCode> alarm_from_string(std::string_view s) {
   for (std::size_t i = 0; i < kAlarmCount; ++i) {
     const auto c = static_cast<AlarmCode>(i);

@@ -72,22 +72,45 @@ Mass Catheter::mass_out_if_pushed(Volume v, Concentration c) const {
   return excess > uL(0) ? drain(copy, excess) : mcg(0);
 }
 
-Volume Catheter::volume_for_mass(Mass m, Concentration incoming) const {
+Volume Catheter::volume_for_mass(Mass m, Concentration incoming, Volume skip) const {
   // Walk from the tip: first the room left to fill (delivers nothing), then each segment,
-  // then the incoming solution.
-  Volume v = capacity_ - contents();
-  if (v < uL(0)) v = uL(0);
+  // then the incoming solution; the first `skip` of that walk is already spoken for.
+  if (m <= mcg(0)) return uL(0);
+  Volume v = uL(0);
   Mass left = m;
-  for (const auto& s : segs_) {
-    if (left <= mcg(0)) return v;
-    const Mass seg_mass = s.concentration * s.volume;
-    if (seg_mass >= left && s.concentration > Concentration{}) return v + left / s.concentration;
-    left -= seg_mass;
-    v += s.volume;
-  }
-  if (left <= mcg(0)) return v;
+  Volume to_skip = skip > uL(0) ? skip : uL(0);
+  bool done = false;
+  auto piece = [&](Volume pv, Concentration c) {
+    if (done) return;
+    if (to_skip > uL(0)) {
+      const Volume s = std::min(pv, to_skip);
+      pv -= s;
+      to_skip -= s;
+    }
+    if (pv <= uL(0)) return;
+    if (c > Concentration{}) {
+      const Mass pm = c * pv;
+      if (pm >= left) {
+        v += left / c;
+        done = true;
+        return;
+      }
+      left -= pm;
+    }
+    v += pv;
+  };
+  const Volume room = capacity_ - contents();
+  if (room > uL(0)) piece(room, Concentration{});
+  for (const auto& s : segs_) piece(s.volume, s.concentration);
+  if (done) return v;
   if (incoming <= Concentration{}) return uL(std::numeric_limits<double>::infinity());
   return v + left / incoming;
+}
+
+Concentration Catheter::min_concentration(Concentration incoming) const {
+  Concentration c = incoming;
+  for (const auto& s : segs_) c = std::min(c, s.concentration);
+  return c;
 }
 
 Concentration Catheter::tip_concentration(Concentration incoming) const {

@@ -31,9 +31,21 @@ class Catheter {
   /// The mass that pushing `v` would deliver at the tip, without changing anything.
   [[nodiscard]] Mass mass_out_if_pushed(Volume v, Concentration c) const;
   /// The volume to push for `m` of drug to leave the tip (infinite if it never would).
-  [[nodiscard]] Volume volume_for_mass(Mass m, Concentration incoming) const;
+  [[nodiscard]] Volume volume_for_mass(Mass m, Concentration incoming) const {
+    return volume_for_mass(m, incoming, uL(0));
+  }
+  /// Same, as if `skip` had already been pushed in first (volume programmed but not yet
+  /// stepped), so consecutive conversions walk on along the line.
+  [[nodiscard]] Volume volume_for_mass(Mass m, Concentration incoming, Volume skip) const;
+  /// Lowest and highest concentration the next `v` pushed would deliver at the tip
+  /// (catheter contents, then `incoming`).
+  [[nodiscard]] Concentration min_concentration(Concentration incoming) const;
 
-  [[nodiscard]] bool full() const { return contents() >= capacity_ - uL(1e-9); }
+  [[nodiscard]] bool full() const { return full(uL(1e-9)); }
+  /// Full within `tolerance` (e.g. less than one motor step of room left).
+  [[nodiscard]] bool full(Volume tolerance) const { return contents() >= capacity_ - tolerance; }
+  /// Empties the line (a new or revised catheter).
+  void clear() { segs_.clear(); }
   [[nodiscard]] Volume contents() const;
   [[nodiscard]] Volume capacity() const { return capacity_; }
   /// Concentration of the solution now at the tip (what the next drop delivers); the

@@ -27,6 +27,8 @@ enum class CommandKind : std::uint8_t {
   acknowledge_alarm,  // alarm
   replace_battery,
   grant_budget,       // steps: the journal reserved this much more (SPEC S7)
+  raise_alarm,        // alarm: raised by the daemon (restart, prescription_rejected,
+                      // state_lost, hardware_fault); high ones stop delivery
 };
 
 constexpr std::string_view to_string(CommandKind k) {
@@ -43,6 +45,7 @@ constexpr std::string_view to_string(CommandKind k) {
     case CommandKind::acknowledge_alarm: return "acknowledge_alarm";
     case CommandKind::replace_battery: return "replace_battery";
     case CommandKind::grant_budget: return "grant_budget";
+    case CommandKind::raise_alarm: return "raise_alarm";
   }
   return "unknown";
 }
@@ -64,6 +67,10 @@ struct Command {
   Duration duration{0};
   AlarmCode alarm = AlarmCode::restart;
   Steps steps;
+  /// prime only: the clinician declares the catheter new or revised (empty).  Without it
+  /// Prime only fills the room the core believes is left, so it never pushes a full
+  /// catheter's drug into the patient at the priming rate.
+  bool catheter_replaced = false;
 };
 
 enum class Refusal : std::uint8_t {
@@ -79,6 +86,21 @@ enum class Refusal : std::uint8_t {
 };
 
 /// The D-Bus error name for each refusal (SPEC section 4).
+constexpr std::string_view to_string(Refusal r) {
+  switch (r) {
+    case Refusal::none: return "none";
+    case Refusal::invalid_state: return "invalid_state";
+    case Refusal::lockout_active: return "lockout_active";
+    case Refusal::bolus_limit_reached: return "bolus_limit_reached";
+    case Refusal::daily_limit_reached: return "daily_limit_reached";
+    case Refusal::reservoir_low: return "reservoir_low";
+    case Refusal::out_of_range: return "out_of_range";
+    case Refusal::invalid_prescription: return "invalid_prescription";
+    case Refusal::access_denied: return "access_denied";
+  }
+  return "invalid_state";
+}
+
 constexpr std::string_view dbus_error_name(Refusal r) {
   switch (r) {
     case Refusal::none: return "";

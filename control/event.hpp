@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "control/alarm.hpp"
+#include "control/command.hpp"
 #include "control/pump_state.hpp"
 #include "control/time.hpp"
 #include "control/units.hpp"
@@ -30,6 +31,12 @@ enum class EventType : std::uint8_t {
   wall_clock_jump,      // duration: how far wall time moved against monotonic
   battery_replaced,
   budget_exhausted,     // the journal reservation ran out before the next grant
+  bolus_cancelled,      // source; uid: who cancelled (kSystemUid: a high alarm, suspend, ...)
+  periodic_skipped,     // index: which periodic dose; refusal says why (invalid_state:
+                        // not infusing / already running, lockout_active: spacing)
+  command_refused,      // command, refusal: a programming act that changed nothing
+  catheter_replaced,    // the clinician declared the catheter new or revised (prime)
+  suspend_extended,     // a drug change made a timed suspend open-ended
 };
 
 constexpr std::string_view to_string(EventType t) {
@@ -51,6 +58,11 @@ constexpr std::string_view to_string(EventType t) {
     case EventType::wall_clock_jump: return "wall_clock_jump";
     case EventType::battery_replaced: return "battery_replaced";
     case EventType::budget_exhausted: return "budget_exhausted";
+    case EventType::bolus_cancelled: return "bolus_cancelled";
+    case EventType::periodic_skipped: return "periodic_skipped";
+    case EventType::command_refused: return "command_refused";
+    case EventType::catheter_replaced: return "catheter_replaced";
+    case EventType::suspend_extended: return "suspend_extended";
   }
   return "unknown";
 }
@@ -81,6 +93,10 @@ struct Event {
   Volume volume;
   Volume volume2;
   Duration duration{0};
+  CommandKind command = CommandKind::start;  // command_refused
+  Refusal refusal = Refusal::none;           // command_refused, periodic_skipped
+  std::uint32_t index = 0;                   // periodic_skipped: dose index
+  double percent = 0.0;                      // refill: measured accuracy (NaN if none)
 };
 
 }  // namespace thecal

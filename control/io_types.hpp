@@ -23,6 +23,7 @@ struct Actuation {
   bool motor_enable = false;
   std::uint32_t steps = 0;  // step pulses to issue this cycle (direction: always forward)
   bool buzzer = false;      // buzzer level this cycle (pattern already applied)
+  BuzzerPattern buzzer_pattern = BuzzerPattern::off;  // which cadence drives it
   bool heartbeat = false;   // toggles every cycle (SPEC S9)
 };
 

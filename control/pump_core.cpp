@@ -1,28 +1,38 @@
+// PumpCore: construction, programming commands, events and status.  The control cycle
+// (tick, integration, supervisor, step issue) is in pump_core_cycle.cpp.
 #include "control/pump_core.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+
+#include "control/local_time.hpp"
 
 namespace thecal {
 
 namespace {
-bool delivering_state(PumpState s) { return s == PumpState::priming || s == PumpState::infusing; }
+
+MassRate rate_of(Mass m, Duration d) {
+  return MassRate::canonical(to_mcg(m) / static_cast<double>(d.count()));
+}
+
+bool is_trial(const TherapyPlan& p) { return p.phase == Phase::trial && p.trial_ends.has_value(); }
+
 }  // namespace
 
 PumpCore::PumpCore(const BoardParams& board, Now now)
-    : board_(board), acc_(board.volume_per_step) {
+    : board_(board),
+      acc_(board.volume_per_step),
+      battery_(board.battery),
+      last_(now.mono),
+      last_tick_(now.mono),
+      wall_offset_((now.wall - WallTime{}) - (now.mono - MonoTime{})) {
   status_.refill_accuracy_percent = std::nan("");
-  publish(now);
+  refill_accuracy_ = std::nan("");
+  publish(now, true);
 }
 
-Reply PumpCore::refuse(const Command& cmd, Refusal why, const char* message) const {
-  Reply r;
-  r.id = cmd.id;
-  r.refusal = why;
-  r.message.assign(message);
-  if (cmd.kind == CommandKind::load_prescription || cmd.kind == CommandKind::refill) r.released_plan = cmd.plan;
-  return r;
-}
+// ---- events and alarms -----------------------------------------------------------------
 
 void PumpCore::emit(const Event& e) {
   if (ev_count_ == kEventCapacity) {
@@ -35,56 +45,66 @@ void PumpCore::emit(const Event& e) {
   ++ev_count_;
 }
 
-void PumpCore::emit_simple(EventType t, Now now, std::uint32_t uid) {
+Event PumpCore::make_event(EventType t, MonoTime mono, WallTime wall, std::uint32_t uid) const {
   Event e;
   e.type = t;
-  e.when = now.wall;
-  e.mono = now.mono;
+  e.when = wall;
+  e.mono = mono;
   e.uid = uid;
   e.old_state = e.new_state = state_;
-  emit(e);
+  return e;
 }
 
-void PumpCore::set_state(PumpState s, Now now, std::uint32_t uid) {
-  if (s == state_) return;
-  Event e;
-  e.type = EventType::state_changed;
-  e.when = now.wall;
-  e.mono = now.mono;
-  e.uid = uid;
-  e.old_state = state_;
-  e.new_state = s;
-  state_ = s;
-  emit(e);
+void PumpCore::emit_simple(EventType t, Now now, std::uint32_t uid) { emit(make_event(t, now.mono, now.wall, uid)); }
+
+bool PumpCore::transition(Trigger t, Now now, std::uint32_t uid) {
+  const auto to = next_state(state_, t);
+  if (!to) return false;
+  if (*to != state_) {
+    Event e = make_event(EventType::state_changed, now.mono, now.wall, uid);
+    e.old_state = state_;
+    e.new_state = *to;
+    state_ = *to;
+    emit(e);
+  }
+  return true;
 }
 
 void PumpCore::raise_alarm(AlarmCode c, Now now) {
   auto& a = alarms_[static_cast<std::size_t>(c)];
-  a.cause_present = true;
   if (a.active) return;
   a.active = true;
   a.acknowledged = false;
   a.raised = now.wall;
-  Event e;
-  e.type = EventType::alarm_raised;
-  e.when = now.wall;
-  e.mono = now.mono;
+  a.silenced_until = MonoTime{};
+  Event e = make_event(EventType::alarm_raised, now.mono, now.wall, kSystemUid);
   e.alarm = c;
-  e.old_state = e.new_state = state_;
   emit(e);
 }
 
 void PumpCore::clear_alarm(AlarmCode c, Now now) {
   auto& a = alarms_[static_cast<std::size_t>(c)];
   if (!a.active) return;
+  const bool cause = a.cause_present;
   a = AlarmStatus{};
-  Event e;
-  e.type = EventType::alarm_cleared;
-  e.when = now.wall;
-  e.mono = now.mono;
+  a.cause_present = cause;
+  Event e = make_event(EventType::alarm_cleared, now.mono, now.wall, kSystemUid);
   e.alarm = c;
-  e.old_state = e.new_state = state_;
   emit(e);
+}
+
+void PumpCore::set_cause(AlarmCode c, bool present, bool may_raise, Now now) {
+  auto& a = alarms_[static_cast<std::size_t>(c)];
+  a.cause_present = present;
+  if (present && may_raise) raise_alarm(c, now);
+  if (!a.active || present) return;
+  switch (latch_of(c)) {
+    case AlarmLatch::conditional: clear_alarm(c, now); break;
+    case AlarmLatch::latched:
+      if (a.acknowledged) clear_alarm(c, now);
+      break;
+    case AlarmLatch::until_ack: break;
+  }
 }
 
 bool PumpCore::any_high_alarm() const {
@@ -94,239 +114,551 @@ bool PumpCore::any_high_alarm() const {
   return false;
 }
 
-MassRate PumpCore::basal_rate_at(Now /*now*/) const {
+// ---- delivery helpers ------------------------------------------------------------------
+
+MassRate PumpCore::basal_rate_at(WallTime w) const {
   if (!plan_) return MassRate{};
-  return plan_->continuous_rate;
+  if (plan_->basal_mode == BasalMode::continuous || plan_->flex_steps.empty()) return plan_->continuous_rate;
+  const Duration tod = local_time(*plan_, w).time_of_day;
+  MassRate r = plan_->flex_steps.front().rate;
+  for (const auto& s : plan_->flex_steps) {
+    if (s.start <= tod) r = s.rate;
+    else break;
+  }
+  return r;
 }
 
-VolumeRate PumpCore::pump_rate(Now now) const {
-  if (state_ == PumpState::priming) return board_.prime_rate;
-  if (state_ != PumpState::infusing || !plan_) return VolumeRate{};
-  // The pump follows the concentration at the tip, so the mass rate at the patient holds
-  // through a change of concentration (S3, automatic bridge).
-  const Concentration tip = catheter_.tip_concentration(reservoir_conc_);
-  if (tip <= Concentration{}) return VolumeRate{};
-  return basal_rate_at(now) / tip;
+MassRate PumpCore::basal_rate_guarded(MonoTime t, Duration offset) const {
+  const MassRate r = basal_rate_at(WallTime{} + (t - MonoTime{}) + offset);
+  if (!jump_guard_until_ || t >= *jump_guard_until_) return r;
+  const MassRate before = basal_rate_at(WallTime{} + (t - MonoTime{}) + pre_jump_offset_);
+  return std::min(r, before);
+}
+
+MassRate PumpCore::bolus_rate_total() const {
+  MassRate r{};
+  for (const auto& b : boluses_) {
+    if (b.active) r += b.rate;
+  }
+  return r;
+}
+
+Mass PumpCore::bolus_mass_remaining() const {
+  Mass m = mcg(0);
+  for (const auto& b : boluses_) {
+    if (b.active && b.programmed < b.dose) m += b.dose - b.programmed;
+  }
+  return m;
+}
+
+Volume PumpCore::pending_volume() const {
+  const double steps = static_cast<double>(due_steps_) + std::max(0.0, acc_.remainder_steps());
+  return step_volume() * steps;
+}
+
+Mass PumpCore::planned_daily_mass() const {
+  if (!plan_) return mcg(0);
+  const TherapyPlan& p = *plan_;
+  Mass m = mcg(0);
+  if (p.basal_mode == BasalMode::continuous || p.flex_steps.empty()) {
+    m += p.continuous_rate * days(1);
+  } else {
+    for (std::size_t i = 0; i < p.flex_steps.size(); ++i) {
+      const Duration end = i + 1 < p.flex_steps.size() ? p.flex_steps[i + 1].start : days(1);
+      m += p.flex_steps[i].rate * (end - p.flex_steps[i].start);
+    }
+  }
+  for (const auto& d : p.periodic) m += d.dose;
+  if (p.patient_bolus) m += p.patient_bolus->dose * static_cast<double>(p.patient_bolus->max_per_day);
+  return m;
+}
+
+void PumpCore::finish_bolus(BolusSource s, Now now, std::uint32_t uid, bool cancelled) {
+  auto& b = boluses_[static_cast<std::size_t>(s)];
+  if (!b.active) return;
+  if (cancelled) {
+    Event c = make_event(EventType::bolus_cancelled, now.mono, now.wall, uid);
+    c.source = s;
+    c.mass = b.dose;
+    emit(c);
+  }
+  Event e = make_event(EventType::bolus_finished, now.mono, now.wall, cancelled ? uid : b.uid);
+  e.source = s;
+  const Mass delivered = b.programmed - b.held;
+  e.mass = delivered > mcg(0) ? delivered : mcg(0);
+  e.duration = now.mono - b.start;
+  emit(e);
+  b = ActiveBolus{};
+}
+
+void PumpCore::stop_delivery(Now now, std::uint32_t uid) {
+  // What was programmed but not yet stepped is dropped, never owed (S1, S6).
+  const double frac = std::max(0.0, acc_.remainder_steps());
+  dropped_volume_ += step_volume() * (static_cast<double>(due_steps_) + frac);
+  steps_dropped_ += static_cast<std::uint64_t>(std::max<std::int64_t>(0, due_steps_));
+  due_steps_ = 0;
+  acc_.reset();
+  prime_prog_left_ = uL(0);
+  prime_steps_left_ = 0;
+  for (std::size_t i = 0; i < boluses_.size(); ++i) finish_bolus(static_cast<BolusSource>(i), now, uid, true);
+}
+
+void PumpCore::prune_patient_history(MonoTime now) {
+  while (!patient_starts_.empty() && patient_starts_.front() <= now - days(1)) patient_starts_.erase(patient_starts_.begin());
+}
+
+void PumpCore::reset_trial_guard(Now now) {
+  trial_end_logged_ = false;
+  if (plan_ && is_trial(*plan_)) {
+    trial_end_mono_ = now.mono + (*plan_->trial_ends - now.wall);
+  } else {
+    trial_end_mono_.reset();
+  }
+}
+
+void PumpCore::rebase_periodic(WallTime w) {
+  // Each dose is marked as handled for every local day up to the one whose time has
+  // already passed, so loading a plan (or a clock jump) never fires a dose "late".
+  if (!plan_) return;
+  const LocalTime lt = local_time(*plan_, w);
+  for (std::size_t i = 0; i < plan_->periodic.size(); ++i) {
+    const std::int64_t handled = lt.time_of_day >= plan_->periodic[i].at ? lt.day : lt.day - 1;
+    periodic_last_day_[i] = handled;
+  }
+}
+
+// ---- commands --------------------------------------------------------------------------
+
+Reply PumpCore::refuse(const Command& cmd, Now now, Refusal why, std::string_view message) {
+  Reply r;
+  r.id = cmd.id;
+  r.refusal = why;
+  r.message.assign(message);
+  if (cmd.kind == CommandKind::load_prescription || cmd.kind == CommandKind::refill) r.released_plan = cmd.plan;
+  Event e = make_event(EventType::command_refused, now.mono, now.wall, cmd.caller.uid);
+  e.command = cmd.kind;
+  e.refusal = why;
+  e.alarm = cmd.alarm;
+  emit(e);
+  return r;
+}
+
+Reply PumpCore::refuse_state(const Command& cmd, Now now, Trigger t) {
+  FixedString<160> m;
+  m.append(to_string(t)).append(" is not allowed while the pump is ").append(to_string(state_));
+  return refuse(cmd, now, Refusal::invalid_state, m.view());
+}
+
+std::optional<std::string_view> PumpCore::plan_problem(const TherapyPlan& p) {
+  auto bad = [](auto q) { return !q.is_finite() || q < decltype(q){}; };
+  if (!p.concentration.is_finite() || p.concentration <= Concentration{}) return "concentration must be positive";
+  if (!p.reservoir_capacity.is_finite() || p.reservoir_capacity <= uL(0)) return "reservoir capacity must be positive";
+  if (bad(p.low_alarm) || p.low_alarm >= p.reservoir_capacity) return "low alarm must be below the reservoir capacity";
+  if (bad(p.catheter_volume)) return "catheter volume must not be negative";
+  if (!p.max_daily_dose.is_finite() || p.max_daily_dose <= mcg(0)) return "max_daily_dose must be positive";
+  if (p.phase == Phase::trial && !p.trial_ends) return "a trial needs trial.ends";
+  if (p.basal_mode == BasalMode::continuous) {
+    if (bad(p.continuous_rate)) return "basal rate must not be negative";
+  } else {
+    if (p.flex_steps.empty() || p.flex_steps.front().start != Duration{0}) return "flex steps must start at 00:00";
+    for (std::size_t i = 0; i < p.flex_steps.size(); ++i) {
+      if (bad(p.flex_steps[i].rate)) return "flex rates must not be negative";
+      if (p.flex_steps[i].start >= days(1)) return "flex step starts must be within the day";
+      if (i > 0 && p.flex_steps[i].start <= p.flex_steps[i - 1].start) return "flex steps must be in ascending order";
+    }
+  }
+  for (const auto& d : p.periodic) {
+    if (d.at < Duration{0} || d.at >= days(1)) return "periodic dose times must be within the day";
+    if (!d.dose.is_finite() || d.dose <= mcg(0) || d.duration <= Duration{0}) return "periodic doses need a positive dose and duration";
+    if (d.duration >= kPeriodicMinSpacing) return "a periodic dose must last less than 22 h";
+  }
+  if (p.patient_bolus) {
+    const auto& b = *p.patient_bolus;
+    if (!b.dose.is_finite() || b.dose <= mcg(0) || b.duration <= Duration{0}) return "patient bolus needs a positive dose and duration";
+    if (b.lockout < Duration{0}) return "patient bolus lockout must not be negative";
+    if (b.max_per_day > kMaxPatientBolusesPerDay) return "patient bolus max_per_day is above 64";
+  }
+  for (std::size_t i = 1; i < p.utc_offsets.size(); ++i) {
+    if (p.utc_offsets[i].from <= p.utc_offsets[i - 1].from) return "UTC offset table is not sorted";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::pair<Refusal, std::string_view>> PumpCore::delivery_guard(Now now) const {
+  if (!plan_) return std::pair{Refusal::invalid_state, std::string_view{"no prescription loaded"}};
+  if (!catheter_.full(step_volume())) return std::pair{Refusal::invalid_state, std::string_view{"the catheter is not primed"}};
+  if (reservoir_ < step_volume()) return std::pair{Refusal::reservoir_low, std::string_view{"the reservoir is empty"}};
+  if (any_high_alarm()) {
+    return std::pair{Refusal::invalid_state,
+                     std::string_view{"a high alarm is active: acknowledge it once its cause is gone"}};
+  }
+  if (plan_ && is_trial(*plan_) && (now.wall >= *plan_->trial_ends || (trial_end_mono_ && now.mono >= *trial_end_mono_))) {
+    return std::pair{Refusal::invalid_state, std::string_view{"the trial has ended"}};
+  }
+  return std::nullopt;
 }
 
 Reply PumpCore::apply(const Command& cmd, Now now) {
-  Reply ok;
-  ok.id = cmd.id;
-  const std::uint32_t uid = cmd.caller.uid;
+  if (now.mono < last_) now.mono = last_;
+  detect_wall_jump(now);
+  integrate(now);  // the settings before this command hold up to `now`
+  Reply r;
   switch (cmd.kind) {
-    case CommandKind::load_prescription: {
-      if (cmd.plan == nullptr) return refuse(cmd, Refusal::invalid_prescription, "no prescription");
-      if (delivering_state(state_) && plan_ && !(plan_->drug == cmd.plan->drug)) {
-        return refuse(cmd, Refusal::invalid_state, "a change of drug needs Refill, not LoadPrescription");
+    case CommandKind::load_prescription: r = do_load(cmd, now); break;
+    case CommandKind::prime: r = do_prime(cmd, now); break;
+    case CommandKind::start: r = do_start_resume(cmd, now, Trigger::start); break;
+    case CommandKind::resume: r = do_start_resume(cmd, now, Trigger::resume); break;
+    case CommandKind::suspend: r = do_suspend(cmd, now); break;
+    case CommandKind::patient_bolus: r = do_bolus(cmd, now, BolusSource::patient); break;
+    case CommandKind::clinician_bolus: r = do_bolus(cmd, now, BolusSource::clinician); break;
+    case CommandKind::cancel_bolus: r = do_cancel_bolus(cmd, now); break;
+    case CommandKind::refill: r = do_refill(cmd, now); break;
+    case CommandKind::acknowledge_alarm: r = do_acknowledge(cmd, now); break;
+    case CommandKind::replace_battery: r = do_replace_battery(cmd, now); break;
+    case CommandKind::raise_alarm: r = do_raise_alarm(cmd, now); break;
+    case CommandKind::grant_budget:
+      if (cmd.steps.count <= 0) {
+        r = refuse(cmd, now, Refusal::out_of_range, "budget must be positive");
+        break;
       }
-      plan_ = *cmd.plan;
-      catheter_.set_capacity(plan_->catheter_volume);
-      if (reservoir_ == uL(0)) reservoir_conc_ = plan_->concentration;
-      ok.released_plan = cmd.plan;
-      emit_simple(EventType::prescription_loaded, now, uid);
-      break;
-    }
-    case CommandKind::prime: {
-      if (!plan_) return refuse(cmd, Refusal::invalid_state, "no prescription loaded");
-      if (state_ != PumpState::idle && state_ != PumpState::suspended) {
-        return refuse(cmd, Refusal::invalid_state, "priming needs the pump idle or suspended");
-      }
-      if (!cmd.volume.is_finite() || cmd.volume <= uL(0) || cmd.volume > plan_->reservoir_capacity) {
-        return refuse(cmd, Refusal::out_of_range, "priming volume must be positive and within the reservoir capacity");
-      }
-      if (cmd.volume > reservoir_) return refuse(cmd, Refusal::reservoir_low, "the reservoir holds less than the priming volume");
-      prime_left_ = cmd.volume;
-      acc_.reset();
-      set_state(PumpState::priming, now, uid);
-      emit_simple(EventType::prime_started, now, uid);
-      break;
-    }
-    case CommandKind::start: {
-      if (!plan_) return refuse(cmd, Refusal::invalid_state, "no prescription loaded");
-      if (state_ != PumpState::idle && state_ != PumpState::suspended) {
-        return refuse(cmd, Refusal::invalid_state, "Start needs the pump idle or suspended");
-      }
-      if (!catheter_.full()) return refuse(cmd, Refusal::invalid_state, "the catheter is not primed");
-      if (reservoir_ <= uL(0)) return refuse(cmd, Refusal::reservoir_low, "the reservoir is empty");
-      suspend_until_.reset();
-      set_state(PumpState::infusing, now, uid);
-      emit_simple(EventType::started, now, uid);
-      break;
-    }
-    case CommandKind::suspend: {
-      if (cmd.duration < Duration{0}) return refuse(cmd, Refusal::out_of_range, "negative duration");
-      if (state_ != PumpState::infusing && state_ != PumpState::priming) {
-        return refuse(cmd, Refusal::invalid_state, "nothing to suspend");
-      }
-      if (cmd.duration > Duration{0}) suspend_until_ = now.mono + cmd.duration;
-      else suspend_until_.reset();
-      set_state(PumpState::suspended, now, uid);
-      emit_simple(EventType::suspended, now, uid);
-      break;
-    }
-    case CommandKind::resume: {
-      if (state_ != PumpState::suspended && state_ != PumpState::stopped) {
-        return refuse(cmd, Refusal::invalid_state, "Resume needs the pump suspended or stopped");
-      }
-      if (any_high_alarm()) return refuse(cmd, Refusal::invalid_state, "a high alarm is still active");
-      if (!catheter_.full()) return refuse(cmd, Refusal::invalid_state, "the catheter is not primed");
-      suspend_until_.reset();
-      set_state(PumpState::infusing, now, uid);
-      emit_simple(EventType::resumed, now, uid);
-      break;
-    }
-    case CommandKind::refill: {
-      const TherapyPlan* next = cmd.plan != nullptr ? cmd.plan : (plan_ ? &*plan_ : nullptr);
-      if (next == nullptr) return refuse(cmd, Refusal::invalid_state, "no prescription loaded");
-      if (!cmd.volume.is_finite() || !cmd.withdrawn.is_finite() || cmd.volume <= uL(0) ||
-          cmd.withdrawn < uL(0) || cmd.volume > next->reservoir_capacity) {
-        return refuse(cmd, Refusal::out_of_range, "refill volume must be positive and within the reservoir capacity");
-      }
-      if (delivering_state(state_)) return refuse(cmd, Refusal::invalid_state, "suspend the pump before a refill");
-      const bool drug_change = plan_ && cmd.plan != nullptr && !(plan_->drug == cmd.plan->drug);
-      if (cmd.plan != nullptr) {
-        plan_ = *cmd.plan;
-        catheter_.set_capacity(plan_->catheter_volume);
-        ok.released_plan = cmd.plan;
-      }
-      reservoir_ = cmd.volume;
-      reservoir_conc_ = plan_->concentration;
-      Event e;
-      e.type = EventType::refill;
-      e.when = now.wall;
-      e.mono = now.mono;
-      e.uid = uid;
-      e.volume = cmd.volume;
-      e.volume2 = cmd.withdrawn;
-      e.old_state = e.new_state = state_;
-      emit(e);
-      if (drug_change && state_ != PumpState::idle) set_state(PumpState::suspended, now, uid);
-      break;
-    }
-    case CommandKind::acknowledge_alarm: {
-      auto& a = alarms_[static_cast<std::size_t>(cmd.alarm)];
-      if (!a.active) return refuse(cmd, Refusal::out_of_range, "no such active alarm");
-      if (priority_of(cmd.alarm) == AlarmPriority::high && !cmd.caller.clinician) {
-        return refuse(cmd, Refusal::access_denied, "only a clinician may acknowledge a high alarm");
-      }
-      a.acknowledged = true;
-      a.silenced_until = now.mono + minutes(2);
-      Event e;
-      e.type = EventType::alarm_acknowledged;
-      e.when = now.wall;
-      e.mono = now.mono;
-      e.uid = uid;
-      e.alarm = cmd.alarm;
-      emit(e);
-      if (!a.cause_present) clear_alarm(cmd.alarm, now);
-      break;
-    }
-    case CommandKind::grant_budget: {
-      if (cmd.steps.count <= 0) return refuse(cmd, Refusal::out_of_range, "budget must be positive");
       budget_ += cmd.steps;
+      budget_exhausted_logged_ = false;
+      r.id = cmd.id;
       break;
-    }
-    case CommandKind::patient_bolus:
-    case CommandKind::clinician_bolus:
-    case CommandKind::cancel_bolus:
-    case CommandKind::replace_battery:
-      return refuse(cmd, Refusal::invalid_state, "not supported yet by this dosing core");
   }
-  publish(now);
-  return ok;
+  publish(now, true);
+  return r;
 }
 
-void PumpCore::supervise(Now now, const SensorInputs& in, bool delivering) {
-  struct Cause {
-    AlarmCode code;
-    bool present;
-  };
-  const std::array<Cause, 5> causes{{
-      {AlarmCode::occlusion, in.occlusion},
-      {AlarmCode::disconnect, in.disconnect && delivering},
-      {AlarmCode::driver_fault, in.driver_fault},
-      {AlarmCode::hardware_fault, !in.hardware_ok},
-      {AlarmCode::reservoir_empty, plan_.has_value() && reservoir_ < board_.volume_per_step && delivering},
-  }};
-  for (const auto& c : causes) {
-    auto& a = alarms_[static_cast<std::size_t>(c.code)];
-    if (c.present) raise_alarm(c.code, now);
-    else a.cause_present = false;
-    if (a.active && !c.present && a.acknowledged) clear_alarm(c.code, now);
+Reply PumpCore::do_load(const Command& cmd, Now now) {
+  if (cmd.plan == nullptr) return refuse(cmd, now, Refusal::invalid_prescription, "no prescription");
+  const TherapyPlan& p = *cmd.plan;
+  if (auto problem = plan_problem(p)) return refuse(cmd, now, Refusal::invalid_prescription, *problem);
+  if (is_trial(p) && *p.trial_ends <= now.wall) return refuse(cmd, now, Refusal::invalid_prescription, "trial.ends is not in the future");
+  if (!next_state(state_, Trigger::load_prescription)) return refuse_state(cmd, now, Trigger::load_prescription);
+  if (plan_ && reservoir_ > uL(0) && (!(plan_->drug == p.drug) || plan_->concentration != p.concentration)) {
+    return refuse(cmd, now, Refusal::invalid_state,
+                  "the reservoir holds the current drug and concentration: a change needs Refill");
   }
-  if (plan_) {
-    if (reservoir_ <= plan_->low_alarm) raise_alarm(AlarmCode::reservoir_low, now);
-    else clear_alarm(AlarmCode::reservoir_low, now);
+  if (state_ == PumpState::infusing && plan_ && plan_->catheter_volume != p.catheter_volume) {
+    return refuse(cmd, now, Refusal::invalid_state, "a change of catheter volume needs the pump suspended and primed");
   }
-  if (any_high_alarm() && delivering_state(state_)) {
-    acc_.reset();
-    set_state(PumpState::stopped, now, kSystemUid);
-  }
+  const bool first = !plan_.has_value();
+  plan_ = p;
+  catheter_.set_capacity(plan_->catheter_volume);
+  if (first || reservoir_ <= uL(0)) reservoir_conc_ = plan_->concentration;
+  reset_trial_guard(now);
+  rebase_periodic(now.wall);
+  (void)transition(Trigger::load_prescription, now, cmd.caller.uid);
+  emit_simple(EventType::prescription_loaded, now, cmd.caller.uid);
+  Reply r;
+  r.id = cmd.id;
+  r.released_plan = cmd.plan;
+  return r;
 }
 
-void PumpCore::tick(Now now, const SensorInputs& in, Actuation& out) {
-  heartbeat_ = !heartbeat_;
-  out = Actuation{};
-  out.heartbeat = heartbeat_;
-
-  if (state_ == PumpState::suspended && suspend_until_ && now.mono >= *suspend_until_) {
-    suspend_until_.reset();
-    set_state(PumpState::infusing, now, kSystemUid);
-    emit_simple(EventType::resumed, now, kSystemUid);
+Reply PumpCore::do_prime(const Command& cmd, Now now) {
+  if (!next_state(state_, Trigger::prime)) return refuse_state(cmd, now, Trigger::prime);
+  if (!plan_) return refuse(cmd, now, Refusal::invalid_state, "no prescription loaded");
+  if (!cmd.volume.is_finite() || cmd.volume <= uL(0)) return refuse(cmd, now, Refusal::out_of_range, "priming volume must be positive");
+  if (any_high_alarm()) return refuse(cmd, now, Refusal::invalid_state, "a high alarm is active");
+  const Volume vps = step_volume();
+  const Volume room = cmd.catheter_replaced ? catheter_.capacity() : catheter_.capacity() - catheter_.contents();
+  if (room < vps) {
+    return refuse(cmd, now, Refusal::invalid_state,
+                  "the catheter is already primed (declare a new or revised catheter to prime it again)");
   }
-
-  supervise(now, in, delivering_state(state_));
-
-  const Duration dt = now.mono - status_.mono;
-  if (delivering_state(state_) && plan_ && dt > Duration{0}) {
-    const Volume programmed = pump_rate(now) * dt;
-    std::int64_t steps = acc_.add(programmed);
-    const std::int64_t cap = std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(std::ceil(board_.max_steps_per_second * to_seconds(dt))));
-    steps = std::min({steps, cap, budget_.count});
-    if (state_ == PumpState::priming) {
-      // Never pump more than the priming volume, however long the cycle was.
-      const auto prime_steps = static_cast<std::int64_t>(std::ceil(prime_left_ / board_.volume_per_step - 1e-9));
-      steps = std::min(steps, prime_steps);
-    }
-    const Volume vol = board_.volume_per_step * static_cast<double>(steps);
-    if (state_ == PumpState::infusing && steps > 0) {
-      // S1: basal that would cross the rolling-24 h limit is held back, never delivered.
-      const Mass at_tip = catheter_.mass_out_if_pushed(vol, reservoir_conc_);
-      if (ledger_.sum(now.mono) + at_tip > plan_->max_daily_dose) {
-        raise_alarm(AlarmCode::daily_limit, now);
-        steps = 0;
-      } else {
-        clear_alarm(AlarmCode::daily_limit, now);
-      }
-    }
-    if (steps > 0) {
-      const Volume v = board_.volume_per_step * static_cast<double>(steps);
-      const Mass m = catheter_.push(v, reservoir_conc_);
-      ledger_.add(now.mono, m);
-      reservoir_ -= v;
-      if (reservoir_ < uL(0)) reservoir_ = uL(0);
-      total_mass_ += m;
-      total_volume_ += v;
-      steps_issued_ += static_cast<std::uint64_t>(steps);
-      budget_.count -= steps;
-      out.steps = static_cast<std::uint32_t>(steps);
-      if (state_ == PumpState::priming) {
-        prime_left_ -= v;
-        if (prime_left_ <= uL(1e-9)) {
-          emit_simple(EventType::prime_finished, now, kSystemUid);
-          set_state(PumpState::idle, now, kSystemUid);
-        }
-      }
-    }
+  const auto steps = static_cast<std::int64_t>(std::ceil(cmd.volume / vps - 1e-9));
+  const Volume v = vps * static_cast<double>(steps);
+  if (v > room + vps) {
+    FixedString<160> m;
+    m.append("priming volume exceeds the empty catheter volume (")
+        .append(static_cast<std::int64_t>(std::floor(to_uL(room))))
+        .append(" uL): the excess would reach the patient");
+    return refuse(cmd, now, Refusal::out_of_range, m.view());
   }
-  // Enabled while delivering, and for the cycle that issues the last steps of a prime.
-  out.motor_enable = out.steps > 0 || delivering_state(state_);
-  last_encoder_ = in.encoder_pulses;
-  publish(now);
+  if (v > reservoir_) return refuse(cmd, now, Refusal::reservoir_low, "the reservoir holds less than the priming volume");
+  if (cmd.catheter_replaced) {
+    catheter_.clear();
+    emit_simple(EventType::catheter_replaced, now, cmd.caller.uid);
+  }
+  stop_delivery(now, cmd.caller.uid);
+  prime_prog_left_ = v;
+  prime_steps_left_ = steps;
+  suspend_until_.reset();
+  (void)transition(Trigger::prime, now, cmd.caller.uid);
+  Event e = make_event(EventType::prime_started, now.mono, now.wall, cmd.caller.uid);
+  e.volume = v;
+  emit(e);
+  Reply r;
+  r.id = cmd.id;
+  return r;
 }
 
-void PumpCore::publish(Now now) {
+Reply PumpCore::do_start_resume(const Command& cmd, Now now, Trigger trig) {
+  if (!next_state(state_, trig)) return refuse_state(cmd, now, trig);
+  if (auto g = delivery_guard(now)) return refuse(cmd, now, g->first, g->second);
+  suspend_until_.reset();
+  (void)transition(trig, now, cmd.caller.uid);
+  emit_simple(trig == Trigger::start ? EventType::started : EventType::resumed, now, cmd.caller.uid);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+Reply PumpCore::do_suspend(const Command& cmd, Now now) {
+  if (cmd.duration < Duration{0}) return refuse(cmd, now, Refusal::out_of_range, "suspend duration must not be negative");
+  if (!next_state(state_, Trigger::suspend)) return refuse_state(cmd, now, Trigger::suspend);
+  stop_delivery(now, cmd.caller.uid);
+  if (cmd.duration > Duration{0}) suspend_until_ = now.mono + cmd.duration;
+  else suspend_until_.reset();
+  (void)transition(Trigger::suspend, now, cmd.caller.uid);
+  Event e = make_event(EventType::suspended, now.mono, now.wall, cmd.caller.uid);
+  e.duration = cmd.duration;
+  emit(e);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+Reply PumpCore::do_bolus(const Command& cmd, Now now, BolusSource src) {
+  const bool patient = src == BolusSource::patient;
+  if (patient && (!plan_ || !plan_->patient_bolus)) {
+    return refuse(cmd, now, Refusal::invalid_state, "the prescription has no patient bolus");
+  }
+  if (!next_state(state_, Trigger::bolus)) return refuse_state(cmd, now, Trigger::bolus);
+  Mass dose;
+  Duration duration{0};
+  if (patient) {
+    dose = plan_->patient_bolus->dose;
+    duration = plan_->patient_bolus->duration;
+  } else {
+    dose = cmd.dose;
+    duration = cmd.duration;
+    if (!dose.is_finite() || dose <= mcg(0)) return refuse(cmd, now, Refusal::out_of_range, "bolus dose must be positive");
+    if (duration <= Duration{0} || duration > days(1)) {
+      return refuse(cmd, now, Refusal::out_of_range, "bolus duration must be positive and at most 24 h");
+    }
+    if (dose > plan_->max_daily_dose) return refuse(cmd, now, Refusal::out_of_range, "bolus dose is above the daily limit");
+  }
+  const auto& slot = boluses_[static_cast<std::size_t>(src)];
+  if (patient) {
+    const auto& rule = *plan_->patient_bolus;
+    prune_patient_history(now.mono);
+    if (!patient_starts_.empty() && now.mono - patient_starts_.back() < rule.lockout) {
+      FixedString<160> m;
+      const Duration left = patient_starts_.back() + rule.lockout - now.mono;
+      m.append("lockout active: next patient bolus in ").append((to_usec(left) + 999'999) / 1'000'000).append(" s");
+      return refuse(cmd, now, Refusal::lockout_active, m.view());
+    }
+    if (slot.active) return refuse(cmd, now, Refusal::invalid_state, "a patient bolus is still running");
+    if (patient_starts_.size() >= rule.max_per_day) {
+      FixedString<160> m;
+      m.append("already ").append(static_cast<std::int64_t>(patient_starts_.size())).append(" patient boluses in the last 24 h");
+      return refuse(cmd, now, Refusal::bolus_limit_reached, m.view());
+    }
+  } else if (slot.active) {
+    return refuse(cmd, now, Refusal::invalid_state, "a clinician bolus is still running");
+  }
+  // S1: what is counted, what the running boluses still owe, this dose, and the basal
+  // over its duration must all fit in the rolling 24 h.
+  const Mass basal_during = basal_rate_at(now.wall) * duration;
+  const std::int64_t need_pg = ledger_.sum_pg(now.mono) + RollingLedger::to_pg_ceil(bolus_mass_remaining() + dose + basal_during);
+  if (need_pg > RollingLedger::to_pg_floor(plan_->max_daily_dose)) {
+    return refuse(cmd, now, Refusal::daily_limit_reached, "the bolus would exceed the rolling 24 h limit");
+  }
+  const Volume vol = catheter_.volume_for_mass(bolus_mass_remaining() + dose + basal_during, reservoir_conc_, pending_volume());
+  if (!vol.is_finite() || vol > reservoir_) {
+    return refuse(cmd, now, Refusal::reservoir_low, "the reservoir cannot hold the bolus");
+  }
+  const MassRate rate = rate_of(dose, duration);
+  const Concentration cmin = catheter_.min_concentration(reservoir_conc_);
+  const VolumeRate max_rate = VolumeRate::canonical(to_uL(step_volume()) * board_.max_steps_per_second / 1e6);
+  if (cmin <= Concentration{} || (basal_rate_at(now.wall) + bolus_rate_total() + rate) / cmin > max_rate * 0.9) {
+    return refuse(cmd, now, Refusal::out_of_range, "the bolus is faster than the motor can deliver");
+  }
+  auto& b = boluses_[static_cast<std::size_t>(src)];
+  b = ActiveBolus{};
+  b.active = true;
+  b.dose = dose;
+  b.rate = rate;
+  b.start = now.mono;
+  b.end = now.mono + duration;
+  b.uid = cmd.caller.uid;
+  if (patient) {
+    if (patient_starts_.size() == patient_starts_.capacity()) patient_starts_.erase(patient_starts_.begin());
+    patient_starts_.push_back(now.mono);
+  }
+  (void)transition(Trigger::bolus, now, cmd.caller.uid);
+  Event e = make_event(EventType::bolus_started, now.mono, now.wall, cmd.caller.uid);
+  e.source = src;
+  e.mass = dose;
+  e.duration = duration;
+  emit(e);
+  Reply r;
+  r.id = cmd.id;
+  r.dose = dose;
+  r.ends = to_wall(b.end, now);
+  return r;
+}
+
+Reply PumpCore::do_cancel_bolus(const Command& cmd, Now now) {
+  bool any = false;
+  for (const auto& b : boluses_) any = any || b.active;
+  if (!any) return refuse(cmd, now, Refusal::invalid_state, "no bolus is running");
+  for (std::size_t i = 0; i < boluses_.size(); ++i) finish_bolus(static_cast<BolusSource>(i), now, cmd.caller.uid, true);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+Reply PumpCore::do_refill(const Command& cmd, Now now) {
+  if (!next_state(state_, Trigger::refill)) return refuse_state(cmd, now, Trigger::refill);
+  const TherapyPlan* next = cmd.plan != nullptr ? cmd.plan : (plan_ ? &*plan_ : nullptr);
+  if (next == nullptr) return refuse(cmd, now, Refusal::invalid_state, "no prescription loaded");
+  if (cmd.plan != nullptr) {
+    if (auto problem = plan_problem(*cmd.plan)) return refuse(cmd, now, Refusal::invalid_prescription, *problem);
+    if (is_trial(*cmd.plan) && *cmd.plan->trial_ends <= now.wall) {
+      return refuse(cmd, now, Refusal::invalid_prescription, "trial.ends is not in the future");
+    }
+  }
+  if (!cmd.volume.is_finite() || !cmd.withdrawn.is_finite() || cmd.volume <= uL(0) || cmd.withdrawn < uL(0) ||
+      cmd.volume > next->reservoir_capacity ||
+      cmd.withdrawn > (plan_ ? plan_->reservoir_capacity : next->reservoir_capacity) * 1.1) {
+    return refuse(cmd, now, Refusal::out_of_range, "refill volume must be positive and within the reservoir capacity");
+  }
+  const bool drug_change = plan_ && cmd.plan != nullptr && !(plan_->drug == cmd.plan->drug);
+  // The refill check (SPEC 2): the measured residual against the estimate.
+  double accuracy = std::nan("");
+  const Volume estimate = reservoir_;  // the pump's estimate of the residual
+  if (has_filled_) {
+    const Volume delivered = pumped_since_refill_;
+    const Volume tolerance = std::max(mL(1), delivered * 0.15);
+    const Volume diff = cmd.withdrawn > estimate ? cmd.withdrawn - estimate : estimate - cmd.withdrawn;
+    if (diff > tolerance) raise_alarm(AlarmCode::refill_discrepancy, now);
+    if (delivered > uL(0)) accuracy = 100.0 * ((last_fill_ - cmd.withdrawn) / delivered);
+    if (std::isfinite(accuracy)) refill_accuracy_ = accuracy;
+  }
+  if (cmd.plan != nullptr) {
+    plan_ = *cmd.plan;
+    catheter_.set_capacity(plan_->catheter_volume);
+    reset_trial_guard(now);
+    rebase_periodic(now.wall);
+  }
+  reservoir_ = cmd.volume;
+  reservoir_conc_ = plan_->concentration;
+  last_fill_ = cmd.volume;
+  pumped_since_refill_ = uL(0);
+  has_filled_ = true;
+  if (drug_change && suspend_until_) {
+    suspend_until_.reset();  // a change of drug stays suspended until Resume
+    emit_simple(EventType::suspend_extended, now, cmd.caller.uid);
+  }
+  (void)transition(Trigger::refill, now, cmd.caller.uid);
+  Event e = make_event(EventType::refill, now.mono, now.wall, cmd.caller.uid);
+  e.volume = cmd.volume;
+  e.volume2 = cmd.withdrawn;
+  e.percent = accuracy;
+  e.mass = reservoir_conc_ * cmd.volume;
+  emit(e);
+  if (cmd.plan != nullptr) emit_simple(EventType::prescription_loaded, now, cmd.caller.uid);
+  Reply r;
+  r.id = cmd.id;
+  r.released_plan = cmd.plan;
+  return r;
+}
+
+Reply PumpCore::do_acknowledge(const Command& cmd, Now now) {
+  if (static_cast<std::size_t>(cmd.alarm) >= kAlarmCount) return refuse(cmd, now, Refusal::out_of_range, "no such alarm");
+  auto& a = alarms_[static_cast<std::size_t>(cmd.alarm)];
+  if (!a.active) return refuse(cmd, now, Refusal::out_of_range, "that alarm is not active");
+  if (priority_of(cmd.alarm) == AlarmPriority::high && !cmd.caller.clinician) {
+    return refuse(cmd, now, Refusal::access_denied, "only a clinician may acknowledge a high alarm");
+  }
+  a.acknowledged = true;
+  a.silenced_until = now.mono + kSilence;  // never longer: the sound comes back
+  if (cmd.alarm == AlarmCode::motor_stall) {
+    steps_since_pulse_ = 0;  // the clinician tries again: the encoder must answer anew
+    a.cause_present = false;
+  }
+  Event e = make_event(EventType::alarm_acknowledged, now.mono, now.wall, cmd.caller.uid);
+  e.alarm = cmd.alarm;
+  emit(e);
+  const AlarmLatch l = latch_of(cmd.alarm);
+  if (l == AlarmLatch::until_ack || (l == AlarmLatch::latched && !a.cause_present)) clear_alarm(cmd.alarm, now);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+Reply PumpCore::do_replace_battery(const Command& cmd, Now now) {
+  if (!next_state(state_, Trigger::replace_battery)) return refuse_state(cmd, now, Trigger::replace_battery);
+  battery_.replace();
+  alarms_[static_cast<std::size_t>(AlarmCode::battery_eri)].cause_present = false;
+  alarms_[static_cast<std::size_t>(AlarmCode::battery_eos)].cause_present = false;
+  clear_alarm(AlarmCode::battery_eri, now);
+  clear_alarm(AlarmCode::battery_eos, now);
+  suspend_until_.reset();
+  emit_simple(EventType::battery_replaced, now, cmd.caller.uid);
+  (void)transition(Trigger::replace_battery, now, cmd.caller.uid);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+Reply PumpCore::do_raise_alarm(const Command& cmd, Now now) {
+  switch (cmd.alarm) {
+    case AlarmCode::restart:
+    case AlarmCode::prescription_rejected:
+    case AlarmCode::state_lost: break;
+    default: return refuse(cmd, now, Refusal::out_of_range, "the core raises that alarm by itself");
+  }
+  raise_alarm(cmd.alarm, now);
+  if (priority_of(cmd.alarm) == AlarmPriority::high && next_state(state_, Trigger::high_alarm)) {
+    stop_delivery(now, kSystemUid);
+    (void)transition(Trigger::high_alarm, now, kSystemUid);
+  }
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+// ---- status ----------------------------------------------------------------------------
+
+void PumpCore::compute_slow_status(Now now) {
+  Status& s = status_;
+  // Refill due: the reservoir above its low alarm over the planned daily volume with
+  // every allowed bolus taken (basal + periodic + patient bolus x max_per_day).
+  s.refill_due = WallTime{};
+  if (plan_ && reservoir_conc_ > Concentration{}) {
+    const Volume per_day = planned_daily_mass() / reservoir_conc_;
+    if (reservoir_ <= plan_->low_alarm) {
+      s.refill_due = now.wall;
+    } else if (per_day > uL(0)) {
+      const double d = (reservoir_ - plan_->low_alarm) / per_day;
+      const double us = std::min(d * 86400e6, 100.0 * 365 * 86400e6);
+      s.refill_due = now.wall + Duration{static_cast<std::int64_t>(us)};
+    }
+  }
+  // Next patient bolus: lockout, count and room in the rolling 24 h (0: now).
+  s.next_patient_bolus = WallTime{};
+  if (plan_ && plan_->patient_bolus) {
+    const auto& rule = *plan_->patient_bolus;
+    MonoTime t = now.mono;
+    if (!patient_starts_.empty()) t = std::max(t, patient_starts_.back() + rule.lockout);
+    if (rule.max_per_day > 0 && patient_starts_.size() >= rule.max_per_day) {
+      t = std::max(t, patient_starts_[patient_starts_.size() - rule.max_per_day] + days(1));
+    }
+    const Mass need = rule.dose + bolus_mass_remaining() + basal_rate_at(now.wall) * rule.duration;
+    MonoTime room = ledger_.when_room_for(now.mono, need, plan_->max_daily_dose);
+    if (room == MonoTime::max()) room = now.mono + days(1) + minutes(1);
+    t = std::max(t, room);
+    if (t > now.mono) s.next_patient_bolus = to_wall(t, now);
+  }
+  next_slow_ = now.mono + kSlowStatusPeriod;
+}
+
+void PumpCore::publish(Now now, bool slow) {
   Status& s = status_;
   s.mono = now.mono;
   s.wall = now.wall;
@@ -338,18 +670,60 @@ void PumpCore::publish(Now now) {
     s.drug = plan_->drug;
     s.reservoir_capacity = plan_->reservoir_capacity;
     s.daily_limit = plan_->max_daily_dose;
-    s.trial_ends = plan_->trial_ends.value_or(WallTime{});
+    s.trial_ends = is_trial(*plan_) ? *plan_->trial_ends : WallTime{};
   }
+  s.trial_remaining = trial_end_mono_ && *trial_end_mono_ > now.mono ? *trial_end_mono_ - now.mono : Duration{0};
+  s.suspended_until = state_ == PumpState::suspended && suspend_until_ ? to_wall(*suspend_until_, now) : WallTime{};
   s.concentration = reservoir_conc_;
-  s.basal_rate = state_ == PumpState::infusing ? basal_rate_at(now) : MassRate{};
+  const MassRate basal = state_ == PumpState::infusing ? basal_rate_guarded(now.mono, now.wall - WallTime{} - (now.mono - MonoTime{})) : MassRate{};
+  s.basal_rate = basal;
+  s.mass_rate = state_ == PumpState::infusing ? basal + bolus_rate_total() : MassRate{};
+  const Concentration tip = catheter_.tip_concentration(reservoir_conc_);
+  s.pump_rate = state_ == PumpState::priming ? board_.prime_rate
+                : tip > Concentration{}     ? s.mass_rate / tip
+                                            : VolumeRate{};
   s.reservoir = reservoir_;
-  s.catheter_primed = plan_.has_value() && catheter_.full();
+  s.catheter_primed = plan_.has_value() && catheter_.full(step_volume());
   s.delivered_24h = ledger_.sum(now.mono);
+  s.room_24h = plan_ && plan_->max_daily_dose > s.delivered_24h ? plan_->max_daily_dose - s.delivered_24h : mcg(0);
+  s.daily_limit_hold = daily_hold_;
+  std::uint32_t n = 0;
+  for (const auto& t : patient_starts_) {
+    if (t > now.mono - days(1)) ++n;
+  }
+  s.patient_boluses_24h = n;
+  s.bolus_active = false;
+  for (std::size_t i = 0; i < boluses_.size(); ++i) {
+    const auto& b = boluses_[i];
+    auto& o = s.boluses[i];
+    o.active = b.active;
+    if (b.active) {
+      s.bolus_active = true;
+      o.dose = b.dose;
+      o.delivered = b.programmed - b.held > mcg(0) ? b.programmed - b.held : mcg(0);
+      o.started = to_wall(b.start, now);
+      o.ends = to_wall(b.end, now);
+    } else {
+      o = Status::Bolus{};
+    }
+  }
   s.alarms = alarms_;
+  s.battery_percent = battery_.percent();
+  s.battery_used_mAs = battery_.used_mAs();
+  s.refill_accuracy_percent = refill_accuracy_;
   s.total_delivered_mass = total_mass_;
   s.total_pumped_volume = total_volume_;
   s.steps_issued = steps_issued_;
   s.encoder_pulses = last_encoder_;
+  s.programmed_volume = programmed_volume_;
+  s.dropped_volume = dropped_volume_;
+  s.pending_volume = pending_volume();
+  s.steps_dropped = steps_dropped_;
+  s.pumped_since_refill = pumped_since_refill_;
+  s.last_fill = last_fill_;
+  s.buzzer_pattern = sound_pattern_;
+  s.events_dropped = events_dropped_;
+  if (slow || now.mono >= next_slow_) compute_slow_status(now);
 }
 
 }  // namespace thecal

@@ -9,13 +9,28 @@
 //
 // and the unit tests do the same with made-up time, so every rule of SPEC section 5 is
 // tested without threads, clocks or hardware.
+//
+// Time (SPEC S8).  Dosing, lockouts, the rolling 24 h, suspend timers, bolus durations
+// and the trial-end guard run on `now.mono`.  `now.wall` only picks the flex step and the
+// periodic doses (through the plan's UTC offset table) and stamps events.  A change of
+// (wall - mono) by more than kWallJumpThreshold between calls is a wall-clock jump: logged,
+// and it can never cause extra delivery (see docs/therapy-model.md, "Clocks").
+//
+// Cycle length.  tick() integrates the therapy piecewise between "boundaries" (flex step
+// changes, local midnight, UTC offset changes, periodic doses, bolus ends, the end of a
+// timed suspend, the trial end), so a 1 ms cycle and a 20 s cycle program the same volume
+// (within a step) as long as max_steps_per_second allows it.  Commands take effect at the
+// `now` they are applied with: apply() first integrates up to it with the old settings.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <optional>
 
+#include <boost/container/static_vector.hpp>
+
 #include "control/alarm.hpp"
+#include "control/battery_model.hpp"
 #include "control/board_params.hpp"
 #include "control/catheter.hpp"
 #include "control/command.hpp"
@@ -23,6 +38,7 @@
 #include "control/io_types.hpp"
 #include "control/pump_state.hpp"
 #include "control/rolling_ledger.hpp"
+#include "control/state_machine.hpp"
 #include "control/status.hpp"
 #include "control/step_accumulator.hpp"
 #include "control/therapy_plan.hpp"
@@ -38,12 +54,26 @@ struct Now {
 class PumpCore {
  public:
   static constexpr std::size_t kEventCapacity = 256;
+  static constexpr std::size_t kMaxPatientBolusesPerDay = 64;
+  /// Two firings of one periodic dose are never closer than this on the monotonic clock
+  /// (24 h less the largest DST shift in the tz database, 2 h).
+  static constexpr Duration kPeriodicMinSpacing = hours(22);
+  static constexpr Duration kWallJumpThreshold = seconds(1);
+  static constexpr Duration kSilence = minutes(2);
+  static constexpr Duration kFlowWindow = minutes(15);
+  static constexpr double kFlowTolerance = 0.10;
+  /// The flow check needs this many encoder pulses' worth of commanded steps in its
+  /// window, so that one pulse of quantization cannot fake a 10 % deviation.
+  static constexpr std::int64_t kFlowMinPulses = 30;
+  static constexpr Duration kSlowStatusPeriod = seconds(1);
+  static constexpr std::size_t kMaxSegmentsPerCycle = 256;
 
   PumpCore(const BoardParams& board, Now now);
   PumpCore(const PumpCore&) = delete;
   PumpCore& operator=(const PumpCore&) = delete;
 
-  /// Applies one programming command.  A refused command changes nothing.
+  /// Applies one programming command.  A refused command changes nothing (it is logged as
+  /// a command_refused event).
   Reply apply(const Command& cmd, Now now);
 
   /// One control cycle: reads `in`, decides, and fills `out`.
@@ -66,18 +96,81 @@ class PumpCore {
   /// Steps the journal still allows (SPEC S7): the loop never steps past it.
   [[nodiscard]] Steps budget() const { return budget_; }
 
+  /// The plan in force (nullptr without one).
+  [[nodiscard]] const TherapyPlan* plan() const { return plan_ ? &*plan_ : nullptr; }
+  [[nodiscard]] const RollingLedger& ledger() const { return ledger_; }
+  [[nodiscard]] const Catheter& catheter() const { return catheter_; }
+
  private:
-  Reply refuse(const Command& cmd, Refusal why, const char* message) const;
+  struct ActiveBolus {
+    bool active = false;
+    Mass dose;
+    MassRate rate;
+    MonoTime start;
+    MonoTime end;
+    Mass programmed;  // mass programmed at the tip so far
+    Mass held;        // its share of what S1 held back
+    std::uint32_t uid = kSystemUid;
+  };
+
+  // ---- commands ----
+  Reply do_load(const Command& cmd, Now now);
+  Reply do_prime(const Command& cmd, Now now);
+  Reply do_start_resume(const Command& cmd, Now now, Trigger trig);
+  Reply do_suspend(const Command& cmd, Now now);
+  Reply do_bolus(const Command& cmd, Now now, BolusSource src);
+  Reply do_cancel_bolus(const Command& cmd, Now now);
+  Reply do_refill(const Command& cmd, Now now);
+  Reply do_acknowledge(const Command& cmd, Now now);
+  Reply do_replace_battery(const Command& cmd, Now now);
+  Reply do_raise_alarm(const Command& cmd, Now now);
+  Reply refuse(const Command& cmd, Now now, Refusal why, std::string_view message);
+  Reply refuse_state(const Command& cmd, Now now, Trigger t);
+  /// Checks shared by Start and Resume: plan, catheter, reservoir, alarms, trial.
+  [[nodiscard]] std::optional<std::pair<Refusal, std::string_view>> delivery_guard(Now now) const;
+  [[nodiscard]] static std::optional<std::string_view> plan_problem(const TherapyPlan& p);
+
+  // ---- the cycle ----
+  void detect_wall_jump(Now now);
+  void supervise(Now now, const SensorInputs& in);
+  void integrate(Now now);
+  void on_instant(MonoTime t, Duration offset);
+  [[nodiscard]] MonoTime next_boundary(MonoTime t, Duration offset) const;
+  void integrate_segment(MonoTime t0, MonoTime t1, Duration offset);
+  std::int64_t issue_steps(Now now, Duration dt);
+  void monitor_flow(Now now, std::int64_t pulses_delta);
+  void update_battery(Now now, Duration dt, std::int64_t steps);
+  void update_alarm_sound(Now now, Actuation& out);
+
+  // ---- helpers ----
   void emit(const Event& e);
+  [[nodiscard]] Event make_event(EventType t, MonoTime mono, WallTime wall, std::uint32_t uid) const;
   void emit_simple(EventType t, Now now, std::uint32_t uid);
-  void set_state(PumpState s, Now now, std::uint32_t uid);
+  /// Takes the transition for `t` if the table has one; returns whether it did.
+  bool transition(Trigger t, Now now, std::uint32_t uid);
   void raise_alarm(AlarmCode c, Now now);
   void clear_alarm(AlarmCode c, Now now);
-  void supervise(Now now, const SensorInputs& in, bool delivering);
+  void set_cause(AlarmCode c, bool present, bool may_raise, Now now);
+  [[nodiscard]] bool alarm_active(AlarmCode c) const { return alarms_[static_cast<std::size_t>(c)].active; }
   [[nodiscard]] bool any_high_alarm() const;
-  [[nodiscard]] MassRate basal_rate_at(Now now) const;
-  [[nodiscard]] VolumeRate pump_rate(Now now) const;
-  void publish(Now now);
+  /// Stop of delivery for any reason: drops what is due (not owed), cancels boluses.
+  void stop_delivery(Now now, std::uint32_t uid);
+  void finish_bolus(BolusSource s, Now now, std::uint32_t uid, bool cancelled);
+  [[nodiscard]] MassRate basal_rate_at(WallTime w) const;
+  /// The basal rate at monotonic `t` with wall offset `offset`; for 24 h after a wall-clock
+  /// jump, never more than the rate by the clock before the jump (S8: no extra delivery).
+  [[nodiscard]] MassRate basal_rate_guarded(MonoTime t, Duration offset) const;
+  [[nodiscard]] MassRate bolus_rate_total() const;
+  [[nodiscard]] Mass bolus_mass_remaining() const;
+  [[nodiscard]] Volume pending_volume() const;
+  [[nodiscard]] Mass planned_daily_mass() const;
+  [[nodiscard]] WallTime to_wall(MonoTime t, Now now) const { return now.wall + (t - now.mono); }
+  void rebase_periodic(WallTime w);
+  void reset_trial_guard(Now now);
+  void prune_patient_history(MonoTime now);
+  [[nodiscard]] Volume step_volume() const { return board_.volume_per_step; }
+  void publish(Now now, bool slow);
+  void compute_slow_status(Now now);
 
   BoardParams board_;
   PumpState state_ = PumpState::idle;
@@ -88,15 +181,56 @@ class PumpCore {
   Catheter catheter_;
   StepAccumulator acc_;
   RollingLedger ledger_;
+  BatteryModel battery_;
   Steps budget_{0};
-  Volume prime_left_ = uL(0);
+  bool budget_exhausted_logged_ = false;
+
+  MonoTime last_;            // therapy integrated up to here
+  MonoTime last_tick_;       // previous tick (battery, token bucket)
+  Duration wall_offset_{0};  // wall - mono at the previous call
+  std::optional<MonoTime> jump_guard_until_;  // flex basal follows min(new, old clock)
+  Duration pre_jump_offset_{0};
+  std::int64_t due_steps_ = 0;  // whole steps programmed, not yet issued
+  double tokens_ = 1.0;         // motor rate limiter (max_steps_per_second)
+
+  // priming
+  Volume prime_prog_left_ = uL(0);  // volume still to program
+  std::int64_t prime_steps_left_ = 0;
+
   std::optional<MonoTime> suspend_until_;
+  std::optional<MonoTime> trial_end_mono_;  // monotonic guard: never moves later
+  bool trial_end_logged_ = false;
+
+  std::array<ActiveBolus, 3> boluses_{};  // index: BolusSource
+  boost::container::static_vector<MonoTime, kMaxPatientBolusesPerDay> patient_starts_;
+  std::array<std::int64_t, kMaxPeriodicDoses> periodic_last_day_{};
+  std::array<std::optional<MonoTime>, kMaxPeriodicDoses> periodic_last_fired_{};
+
+  // supervisor
   std::uint64_t last_encoder_ = 0;
+  bool encoder_seen_ = false;
+  std::int64_t steps_since_pulse_ = 0;
+  Duration flow_time_{0};
+  std::int64_t flow_cmd_steps_ = 0;
+  std::int64_t flow_enc_steps_ = 0;
+  bool flow_deviating_ = false;
+  bool daily_hold_ = false;
+  std::array<AlarmStatus, kAlarmCount> alarms_{};
+  MonoTime sound_since_{};
+  BuzzerPattern sound_pattern_ = BuzzerPattern::off;
+
+  // totals
   Mass total_mass_ = mcg(0);
   Volume total_volume_ = uL(0);
+  Volume programmed_volume_ = uL(0);
+  Volume dropped_volume_ = uL(0);
+  std::uint64_t steps_dropped_ = 0;
   std::uint64_t steps_issued_ = 0;
+  Volume pumped_since_refill_ = uL(0);
+  Volume last_fill_ = uL(0);
+  bool has_filled_ = false;
+  double refill_accuracy_ = 0.0;
   bool heartbeat_ = false;
-  std::array<AlarmStatus, kAlarmCount> alarms_{};
 
   std::array<Event, kEventCapacity> events_{};
   std::size_t ev_head_ = 0;
@@ -104,6 +238,7 @@ class PumpCore {
   std::uint64_t events_dropped_ = 0;
 
   Status status_{};
+  MonoTime next_slow_{};
 };
 
 }  // namespace thecal

@@ -6,7 +6,9 @@
 #include <cstdint>
 
 #include "control/alarm.hpp"
+#include "control/event.hpp"
 #include "control/fixed_string.hpp"
+#include "control/io_types.hpp"
 #include "control/pump_state.hpp"
 #include "control/therapy_plan.hpp"
 #include "control/time.hpp"
@@ -51,6 +53,34 @@ struct Status {
   std::uint64_t steps_issued = 0;
   std::uint64_t encoder_pulses = 0;
   bool buzzer_on = false;
+
+  // ---- added by the dosing core (issue 4) -------------------------------------------
+  BuzzerPattern buzzer_pattern = BuzzerPattern::off;  // loudest unsilenced alarm's cadence
+  Duration trial_remaining{0};          // monotonic guard of the trial end (0 unless trial)
+  WallTime suspended_until{};           // 0: not suspended, or until Resume
+  // The active boluses, one slot per source (BolusActive is any of them).
+  struct Bolus {
+    bool active = false;
+    Mass dose;                          // prescribed mass at the tip
+    Mass delivered;                     // programmed so far, less what S1 held back
+    WallTime started{};
+    WallTime ends{};
+  };
+  std::array<Bolus, 3> boluses{};       // index: BolusSource
+  VolumeRate pump_rate;                 // volume rate commanded now (follows the tip: S3)
+  MassRate mass_rate;                   // mass rate programmed now at the tip (basal + boluses)
+  bool daily_limit_hold = false;        // S1 is holding delivery back right now
+  Mass room_24h;                        // daily_limit - delivered_24h, >= 0
+  // S6 accounting, since start: programmed = steps*volume_per_step + dropped + pending.
+  Volume programmed_volume;             // integral of the commanded volume rate
+  Volume dropped_volume;                // programmed but never stepped (S1 hold, budget, stop)
+  Volume pending_volume;                // programmed, due, not yet stepped (< a few steps)
+  std::uint64_t steps_dropped = 0;
+  // Refill bookkeeping.
+  Volume pumped_since_refill;           // volume stepped since the last refill
+  Volume last_fill;                     // volume put in at the last refill
+  double battery_used_mAs = 0.0;
+  std::uint64_t events_dropped = 0;
 };
 
 }  // namespace thecal

@@ -53,29 +53,6 @@ std::vector<LoggedEvent> EventLog::since(std::int64_t since_us, std::uint32_t ma
   return out;
 }
 
-std::string alarm_message(AlarmCode c) {
-  switch (c) {
-    case AlarmCode::occlusion: return "Catheter occlusion: pressure high, delivery stopped";
-    case AlarmCode::disconnect: return "Catheter disconnection or dislodgement: pressure low, delivery stopped";
-    case AlarmCode::motor_stall: return "Motor stall: no encoder pulse while stepping, delivery stopped";
-    case AlarmCode::driver_fault: return "Motor driver fault, delivery stopped";
-    case AlarmCode::reservoir_empty: return "Reservoir empty, delivery stopped";
-    case AlarmCode::hardware_fault: return "Hardware I/O failure, delivery stopped";
-    case AlarmCode::state_lost: return "Delivery records lost or corrupt: pump stopped, review before Resume";
-    case AlarmCode::battery_eos: return "Battery end of service: delivery stopped";
-    case AlarmCode::reservoir_low: return "Reservoir low: refill soon";
-    case AlarmCode::battery_eri: return "Battery elective replacement indicator";
-    case AlarmCode::daily_limit: return "Daily limit reached: basal delivery held back";
-    case AlarmCode::flow_deviation: return "Flow deviation: encoder disagrees with commanded volume";
-    case AlarmCode::refill_discrepancy: return "Refill discrepancy: measured residual differs from the estimate";
-    case AlarmCode::restart: return "The pump controller restarted";
-    case AlarmCode::prescription_rejected: return "A prescription was rejected";
-    case AlarmCode::trial_finished: return "The trial has finished: delivery stopped";
-    case AlarmCode::count_: break;
-  }
-  return std::string(to_string(c));
-}
-
 DescribedEvent describe(const Event& e) {
   DescribedEvent d;
   d.type = std::string(to_string(e.type));
@@ -86,7 +63,7 @@ DescribedEvent describe(const Event& e) {
       break;
     case EventType::alarm_raised:
       d.detail = std::string(to_string(e.alarm)) + " (" + std::string(to_string(priority_of(e.alarm))) +
-                 "): " + alarm_message(e.alarm);
+                 "): " + std::string(alarm_message(e.alarm));
       d.priority = priority_of(e.alarm) == AlarmPriority::high ? 2 : (priority_of(e.alarm) == AlarmPriority::medium ? 4 : 5);
       break;
     case EventType::alarm_cleared:

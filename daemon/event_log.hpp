@@ -45,7 +45,4 @@ struct DescribedEvent {
 };
 DescribedEvent describe(const Event& e);
 
-/// Human text of an alarm, for ActiveAlarms and AlarmRaised.
-std::string alarm_message(AlarmCode c);
-
 }  // namespace thecal::daemon

@@ -371,7 +371,7 @@ int append_alarms(sd_bus_message* reply, const Status& s) {
     const auto code = static_cast<AlarmCode>(i);
     const std::string c(to_string(code));
     const std::string p(to_string(priority_of(code)));
-    const std::string msg = daemon::alarm_message(code);
+    const std::string msg = std::string(alarm_message(code));
     r = sd_bus_message_append(reply, "(ssst)", c.c_str(), p.c_str(), msg.c_str(), wall_or_zero(a.raised));
   }
   if (r < 0) return r;
@@ -744,7 +744,7 @@ void PumpObject::handle_event(const Event& e) {
     case EventType::alarm_raised: {
       const std::string code(to_string(e.alarm));
       const std::string prio(to_string(priority_of(e.alarm)));
-      const std::string msg = daemon::alarm_message(e.alarm);
+      const std::string msg = std::string(alarm_message(e.alarm));
       (void)sd_bus_emit_signal(bus_, kObjectPath, kPumpInterface, "AlarmRaised", "sss", code.c_str(), prio.c_str(), msg.c_str());
       break;
     }
