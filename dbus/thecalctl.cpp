@@ -477,7 +477,7 @@ int cmd_bolus(sd_bus* bus, const Global& g) {
 
 int cmd_clinician_bolus(sd_bus* bus, const Global& g, const Args& a) {
   Args rest;
-  std::string over = "0 s";
+  std::string over = "10 min";  // default duration of a clinician bolus
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (a[i] == "--over" && i + 1 < a.size()) over = a[++i];
     else rest.push_back(a[i]);
@@ -760,7 +760,7 @@ const char* kHelp =
     "  start | resume                  start or resume therapy (clinician)\n"
     "  suspend [DURATION]              suspend, e.g. 'suspend 30 min'; none: until resume\n"
     "  bolus                           request the prescribed patient bolus\n"
-    "  clinician-bolus DOSE [--over DURATION]\n"
+    "  clinician-bolus DOSE [--over DURATION]   (default over 10 min)\n"
     "  cancel-bolus\n"
     "  refill --withdrawn VOLUME VOLUME [--prescription FILE]\n"
     "  alarms | ack CODE               list or acknowledge alarms\n"
