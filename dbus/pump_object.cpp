@@ -155,6 +155,19 @@ std::unique_ptr<TherapyPlan> parse_or_error(PumpObject* o, const char* yaml, sd_
   return std::make_unique<TherapyPlan>(*loaded.plan);
 }
 
+int method_describe(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+  auto* o = self(userdata);
+  const char* yaml = nullptr;
+  const int r = sd_bus_message_read(m, "s", &yaml);
+  if (r < 0) return r;
+  CallerInfo who;
+  if (!authorize(m, Need::clinician, who, err)) return -EACCES;
+  const auto plan = parse_or_error(o, yaml, err);
+  if (!plan) return -EINVAL;
+  const std::string summary = config::summarize(*plan, o->context().config.board);
+  return sd_bus_reply_method_return(m, "s", summary.c_str());
+}
+
 int submit_with_prescription(sd_bus_message* m, PumpObject* o, Command cmd, const char* yaml, sd_bus_error* err) {
   auto p = std::make_unique<PumpObject::Pending>();
   if (yaml != nullptr && *yaml != '\0') {
@@ -560,6 +573,8 @@ const sd_bus_vtable kPumpVtable[] = {
     PUMP_PROP("RefillAccuracyPercent", "d", kEmits),
     SD_BUS_METHOD_WITH_ARGS("ValidatePrescription", SD_BUS_ARGS("s", yaml), SD_BUS_RESULT("a(sus)", problems),
                             method_validate, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("DescribePrescription", SD_BUS_ARGS("s", yaml), SD_BUS_RESULT("s", summary),
+                            method_describe, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("LoadPrescription", SD_BUS_ARGS("s", yaml), SD_BUS_RESULT("s", id), method_load,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Prime", SD_BUS_ARGS("d", volume_ul), SD_BUS_NO_RESULT, method_prime, SD_BUS_VTABLE_UNPRIVILEGED),

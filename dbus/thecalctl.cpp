@@ -423,7 +423,15 @@ int cmd_validate(sd_bus* bus, const Global& g, const Args& a) {
   if (g.json) std::cout << (n ? "]" : "[]") << "\n";
   sd_bus_message_unref(reply);
   if (r < 0) return kExitFailure;
-  if (n == 0 && !g.json) std::cout << a[0] << ": valid\n";
+  if (n == 0 && !g.json) {
+    std::cout << a[0] << ": valid\n";
+    sd_bus_message* desc = nullptr;
+    if (call(bus, kIface, "DescribePrescription", &desc, "s", text->c_str()) == 0) {
+      const char* summary = nullptr;
+      if (sd_bus_message_read(desc, "s", &summary) >= 0) std::cout << summary;
+      sd_bus_message_unref(desc);
+    }
+  }
   return n == 0 ? kExitOk : kExitInvalid;
 }
 

@@ -5,7 +5,11 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -418,6 +422,71 @@ TEST_F(Roles, DaemonRefusesEvenWithAnOpenPolicy) {
   // The clinician still can.
   r = as(users->clinician, {"load", example("prescription-flex.yaml")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace
+}  // namespace thecal::test
+
+namespace thecal::test {
+namespace {
+
+TEST_F(Api, ValidatePrintsProblemsOrASummary) {
+  auto r = ctl({"validate", example("prescription-flex.yaml")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("valid"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mg"), std::string::npos) << "a summary in plain words: " << r.out;
+  const std::string bad = dir.path() + "/bad.yaml";
+  {
+    FILE* f = fopen(bad.c_str(), "w");
+    fputs("version: 1\npatient: X\nphase: maintenance\ndrug: { name: morphine, concentration: 10 mg/dL }\n", f);
+    fclose(f);
+  }
+  r = ctl({"validate", bad});
+  EXPECT_EQ(r.exit_code, 6) << r.out << r.err;
+  EXPECT_NE(r.out.find(bad + ":4: drug.concentration"), std::string::npos) << r.out;
+  EXPECT_EQ(client->get_string(kPump, "PrescriptionId"), "") << "validating loads nothing";
+}
+
+TEST_F(Api, MonitorShowsChangesAsTheyHappen) {
+  const std::string log = dir.path() + "/monitor.log";
+  Process monitor({thecalctl_path(), "--address", bus->address(), "monitor"}, log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_NO_FATAL_FAILURE(infusing());
+  ASSERT_EQ(ctl({"fault", "occlusion", "on"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return state() == "stopped"; }, 3000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  monitor.stop(SIGTERM);
+  std::ifstream f(log);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("State=infusing"), std::string::npos) << text;
+  EXPECT_NE(text.find("AlarmRaised high occlusion"), std::string::npos) << text;
+  EXPECT_NE(text.find("State=stopped"), std::string::npos) << text;
+}
+
+TEST_F(Api, HistoryAndEventsReadableByEveryone) {
+  ASSERT_NO_FATAL_FAILURE(infusing());
+  ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  auto r = ctl({"--json", "history", "3 h", "1 h"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Some mass in the last hours; 1 to 2 mg/day flex means tens of mcg per hour.
+  EXPECT_NE(r.out.find("\"mcg\":"), std::string::npos) << r.out;
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  const std::uint64_t now = client->get_u64(kDiag, "WallClockUsec");
+  ASSERT_GE(sd_bus_call_method(client->bus(), "org.thecal.Pump1", "/org/thecal/Pump1", kPump, "GetDeliveryHistory", &e,
+                               &reply, "ttt", now - 3'600'000'000ULL, now, 3'600'000'000ULL),
+            0);
+  ASSERT_GE(sd_bus_message_enter_container(reply, 'a', "(tdd)"), 0);
+  std::uint64_t t = 0;
+  double mcg = 0, ul = 0;
+  ASSERT_GT(sd_bus_message_read(reply, "(tdd)", &t, &mcg, &ul), 0);
+  sd_bus_message_unref(reply);
+  sd_bus_error_free(&e);
+  EXPECT_EQ(t, now - 3'600'000'000ULL);
+  EXPECT_GT(mcg, 20.0);
+  EXPECT_LT(mcg, 200.0);
+  EXPECT_NEAR(mcg, ul * 10.0, 2.5 + 0.01 * mcg) << "10 mg/mL: mcg = 10 x uL at the tip";
 }
 
 }  // namespace
