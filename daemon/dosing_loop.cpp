@@ -17,6 +17,7 @@ namespace thecal::daemon {
 namespace {
 
 constexpr std::int64_t kNsPerUs = 1000;
+constexpr std::size_t kCommandsPerCycle = 8;
 
 timespec to_timespec(std::int64_t ns) {
   timespec ts{};
@@ -121,14 +122,7 @@ void DosingLoop::stop() {
   backend_.safe_state();
 }
 
-bool DosingLoop::latest_status(Status& out) {
-  bool got = false;
-  statuses_.consume_all([&](const Status& s) {
-    out = s;
-    got = true;
-  });
-  return got;
-}
+bool DosingLoop::latest_status(Status& out) { return status_.read(out); }
 
 LoopDiagnostics DosingLoop::diagnostics() const {
   LoopDiagnostics d;
@@ -206,10 +200,13 @@ void DosingLoop::cycle(std::int64_t real_now_us) {
   now_mono_.store(to_usec(now.mono), std::memory_order_relaxed);
   now_wall_.store(to_usec(now.wall), std::memory_order_relaxed);
 
-  // Replies have room for every command we take (same capacity), so none is lost.
+  // Commands first; their replies are published after this cycle's events and status, so
+  // a client that gets a reply and then reads a property sees the state after its command.
+  std::array<Reply, kCommandsPerCycle> replies;
+  std::size_t n = 0;
   Command cmd;
-  while (replies_.write_available() > 0 && commands_.pop(cmd)) {
-    (void)replies_.push(core_.apply(cmd, now));
+  while (n < replies.size() && replies_.write_available() > n && commands_.pop(cmd)) {
+    replies[n++] = core_.apply(cmd, now);
   }
 
   const SensorInputs in = backend_.read(now.mono);
@@ -222,10 +219,11 @@ void DosingLoop::cycle(std::int64_t real_now_us) {
   if (events_.write_available() >= PumpCore::kEventCapacity) {
     core_.drain_events([this](const Event& e) { (void)events_.push(e); });
   }
-  if (++since_status_ >= opt_.status_every) {
+  if (n > 0 || ++since_status_ >= opt_.status_every) {
     since_status_ = 0;
-    (void)statuses_.push(core_.status());
+    status_.write(core_.status());
   }
+  for (std::size_t i = 0; i < n; ++i) (void)replies_.push(replies[i]);
 }
 
 }  // namespace thecal::daemon

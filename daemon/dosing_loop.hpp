@@ -5,7 +5,8 @@
 // It shares nothing with the rest of the daemon but lock-free single-producer /
 // single-consumer queues (boost::lockfree::spsc_queue, fixed capacity: no lock, no
 // allocation after start) and relaxed atomic counters:
-//   commands  main -> loop      replies, events, status snapshots  loop -> main
+//   commands  main -> loop      replies, events  loop -> main
+// and a triple buffer for the newest status snapshot (loop -> main).
 // The main thread never waits on the loop; the loop never waits on anything but its clock.
 #pragma once
 
@@ -19,6 +20,7 @@
 
 #include "control/pump_core.hpp"
 #include "daemon/loop_clock.hpp"
+#include "daemon/triple_buffer.hpp"
 #include "io/backend.hpp"
 
 namespace thecal::daemon {
@@ -99,7 +101,7 @@ class DosingLoop {
   boost::lockfree::spsc_queue<Command, boost::lockfree::capacity<64>> commands_;
   boost::lockfree::spsc_queue<Reply, boost::lockfree::capacity<64>> replies_;
   boost::lockfree::spsc_queue<Event, boost::lockfree::capacity<4096>> events_;
-  boost::lockfree::spsc_queue<Status, boost::lockfree::capacity<8>> statuses_;
+  TripleBuffer<Status> status_;
 
   // Written by the loop, read by anyone (relaxed: statistics only).
   std::atomic<std::uint64_t> cycles_{0};

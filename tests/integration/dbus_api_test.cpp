@@ -283,8 +283,9 @@ TEST_F(Api, SignalsAndRateLimitedPropertiesChanged) {
   ASSERT_EQ(ctl({"ack", "occlusion"}).exit_code, 0);
   pump_bus(client->bus(), 300);
   EXPECT_EQ(rec.count("AlarmCleared:occlusion"), 1);
-  EXPECT_EQ(ctl({"resume"}).exit_code, 0);
-  EXPECT_EQ(state(), "infusing");
+  const auto resumed = ctl({"resume"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(state(), "infusing") << ctl({"events", "60"}).out;
 
   // Patient bolus signals.
   rec.seen.clear();

@@ -153,9 +153,20 @@ PrivateBus::PrivateBus(const std::string& dir, std::string policy) {
                                          "--nopidfile"},
                 dir + "/bus.log");
   address_ = "unix:path=" + dir + "/bus";
-  if (!wait_until([&] { return fs::exists(dir + "/bus"); }, 10'000)) {
-    throw std::runtime_error("private dbus-daemon did not start: " + slurp(dir + "/bus.log"));
-  }
+  // Up when a client can connect (the socket file appears before the daemon listens).
+  const bool up = wait_until(
+      [&] {
+        if (!fs::exists(dir + "/bus")) return false;
+        sd_bus* b = nullptr;
+        int r = sd_bus_new(&b);
+        if (r >= 0) r = sd_bus_set_address(b, address_.c_str());
+        if (r >= 0) r = sd_bus_set_bus_client(b, 1);
+        if (r >= 0) r = sd_bus_start(b);
+        sd_bus_flush_close_unref(b);
+        return r >= 0;
+      },
+      10'000);
+  if (!up) throw std::runtime_error("private dbus-daemon did not start: " + slurp(dir + "/bus.log"));
   // The socket is reachable by the test users (they connect through it).
   fs::permissions(dir + "/bus", fs::perms::all);
 }
