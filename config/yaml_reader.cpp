@@ -1,6 +1,8 @@
 #include "config/yaml_reader.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <charconv>
 #include <cmath>
 #include <sstream>
@@ -154,11 +156,31 @@ Document::Document(std::string_view text, std::string file, Problems& problems)
                           std::to_string(kMaxConfigBytes) + ")");
     return;
   }
+  // YAML allows no C0 control character but tab, line feed and carriage return; yaml-cpp
+  // loops forever on some inputs with NUL bytes.  Refuse them before parsing.
+  int line = 1;
+  int column = 1;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t' && c != '\n' && c != '\r') || u == 0x7f) {
+      std::array<char, 8> hex{};
+      std::snprintf(hex.data(), hex.size(), "0x%02x", u);
+      problem(line, column, "", std::string("control character ") + hex.data() + " is not allowed in YAML");
+      return;
+    }
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;  // columns count bytes, as yaml-cpp's marks (and gcc's) do
+    }
+  }
   std::istringstream in{std::string(text)};
   TreeBuilder builder(*this);
   try {
     YAML::Parser parser(in);
-    while (parser.HandleNextDocument(builder)) {
+    // One document is allowed; a second one is reported (by the builder) and ends parsing.
+    for (int documents = 0; documents < 2 && parser.HandleNextDocument(builder); ++documents) {
     }
   } catch (const YAML::Exception& e) {
     const int line = e.mark.is_null() ? 0 : e.mark.line + 1;
