@@ -96,7 +96,7 @@ void read_motor(Document& doc, const YamlNode* n, DaemonConfig& c) {
     if (auto v = read<VolumeRate>(doc, *p)) {
       c.board.prime_rate = *v;
       if (ok) {
-        if (auto why = check_reachable(*v, c.board)) doc.problem(*p, "prime rate " + *why);
+        if (auto why = check_reachable(*v, c.board)) doc.problem(*p, "the prime rate " + *why);
       }
     }
   }

@@ -64,7 +64,7 @@ LoadedDrugLibrary parse_drug_library(std::string_view text, const std::string& f
   Document doc(text, file, out.problems);
   if (doc.root() == nullptr) return out;
   MapReader top(doc, doc.root(), {"version", "drugs"});
-  if (const YamlNode* v = top.require("version")) (void)read_uint(doc, *v, 1, 1);
+  if (const YamlNode* v = top.require("version")) read_version(doc, *v);
   DrugLibrary lib;
   struct Seen {
     std::string name;

@@ -1,6 +1,7 @@
 #include "config/motor_range.hpp"
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 
 namespace thecal::config {
@@ -15,7 +16,11 @@ VolumeRate max_volume_rate(const BoardParams& board) {
 
 std::string format_number(double v) {
   std::array<char, 64> buf{};
-  std::snprintf(buf.data(), buf.size(), "%.6g", v);
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    std::snprintf(buf.data(), buf.size(), "%.0f", v);
+  } else {
+    std::snprintf(buf.data(), buf.size(), "%.6g", v);
+  }
   return buf.data();
 }
 
@@ -23,12 +28,12 @@ std::optional<std::string> check_reachable(VolumeRate rate, const BoardParams& b
   const VolumeRate lo = min_volume_rate(board);
   const VolumeRate hi = max_volume_rate(board);
   if (rate < lo) {
-    return format_number(to_uL_per_h(rate)) + " uL/h is below the motor's slowest rate of " +
+    return "needs " + format_number(to_uL_per_h(rate)) + " uL/h, below the motor's slowest rate of " +
            format_number(to_uL_per_h(lo)) + " uL/h (one " + format_number(to_uL(board.volume_per_step)) +
            " uL step per hour)";
   }
   if (rate > hi) {
-    return format_number(to_uL_per_h(rate)) + " uL/h is above the motor's fastest rate of " +
+    return "needs " + format_number(to_uL_per_h(rate)) + " uL/h, above the motor's fastest rate of " +
            format_number(to_uL_per_h(hi)) + " uL/h (" + std::to_string(board.max_steps_per_second) + " steps/s of " +
            format_number(to_uL(board.volume_per_step)) + " uL)";
   }

@@ -21,7 +21,7 @@ inline constexpr double kMinStepsPerHour = 1.0;
 VolumeRate min_volume_rate(const BoardParams& board);
 VolumeRate max_volume_rate(const BoardParams& board);
 
-/// nullopt when `rate` is reachable; else why not, as "... is below/above ..." text.
+/// nullopt when `rate` is reachable; else why not: "needs X uL/h, below/above ...".
 std::optional<std::string> check_reachable(VolumeRate rate, const BoardParams& board);
 
 /// A number for messages: up to 6 significant digits, no exponent for everyday values.

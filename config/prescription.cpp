@@ -448,8 +448,7 @@ void check_cross_fields(Document& doc, const PrescriptionContext& ctx, Draft& d)
     for (std::size_t i = 0; i < d.rate_nodes.size(); ++i) {
       const MassRate r = p.basal_mode == BasalMode::continuous ? p.continuous_rate : p.flex_steps[i].rate;
       if (auto why = check_reachable(volume_rate(r), ctx.board)) {
-        doc.problem(*d.rate_nodes[i], format_mass_rate(r) + " at " + format_concentration(p.concentration) +
-                                          " is " + *why);
+        doc.problem(*d.rate_nodes[i], format_mass_rate(r) + " at " + format_concentration(p.concentration) + " " + *why);
       }
     }
   }
@@ -458,10 +457,10 @@ void check_cross_fields(Document& doc, const PrescriptionContext& ctx, Draft& d)
     const VolumeRate bolus_rate = uL_per_h(to_uL(dose / p.concentration) * 3600.0 / to_seconds(dur));
     if (auto why = check_reachable(bolus_rate, ctx.board); why && bolus_rate < min_volume_rate(ctx.board)) {
       doc.problem(at, std::string(what) + " " + format_mass(dose) + " over " + format_duration(dur) + " at " +
-                          format_concentration(p.concentration) + ": " + *why);
+                          format_concentration(p.concentration) + " " + *why);
     } else if (auto why2 = check_reachable(bolus_rate + basal_top, ctx.board)) {
       doc.problem(at, std::string(what) + " " + format_mass(dose) + " over " + format_duration(dur) + " at " +
-                          format_concentration(p.concentration) + " on top of the highest basal rate: " + *why2);
+                          format_concentration(p.concentration) + " on top of the highest basal rate " + *why2);
     }
   };
   if (d.have_periodic) {
@@ -489,7 +488,7 @@ LoadedPrescription parse_prescription(std::string_view text, const std::string& 
   MapReader top(doc, doc.root(),
                 {"version", "patient", "phase", "trial", "drug", "reservoir", "catheter", "timezone", "basal",
                  "patient_bolus", "limits"});
-  if (const YamlNode* p = top.require("version")) (void)read_uint(doc, *p, 1, 1);
+  if (const YamlNode* p = top.require("version")) read_version(doc, *p);
   if (const YamlNode* p = top.require("patient")) {
     if (auto s = read_string(doc, *p)) {
       if (valid_patient_id(*s)) {

@@ -1,5 +1,8 @@
 #include "config/yaml_reader.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cstdio>
 #include <charconv>
 #include <cmath>
 #include <sstream>
@@ -43,8 +46,9 @@ class TreeBuilder final : public YAML::EventHandler {
     if (i != kNone) close_value();
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t /*anchor*/) override {
-    const std::size_t i = add(YamlNode::Kind::null, mark, 0, "", "");
+    const std::size_t i = add(YamlNode::Kind::null, mark, 0, "", "", true);
     if (i != kNone) {
+      doc_.nodes_[i].reported = true;
       doc_.problem(doc_.nodes_[i], "aliases (*name) are not allowed");
       close_value();
     }
@@ -82,7 +86,7 @@ class TreeBuilder final : public YAML::EventHandler {
   void close_value() {}
 
   std::size_t add(YamlNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor, const std::string& tag,
-                  const std::string& value) {
+                  const std::string& value, bool alias = false) {
     if (documents_ > 1) return kNone;
     YamlNode n;
     n.kind = kind;
@@ -99,13 +103,15 @@ class TreeBuilder final : public YAML::EventHandler {
         n.path = p.path + "[" + std::to_string(p.children.size()) + "]";
       } else {
         is_key = p.children.size() % 2 == 0;
-        if (is_key) {
+        if (is_key && kind != YamlNode::Kind::scalar) {
+          n.path = p.path;  // not a key anyone could name: reported below
+        } else if (is_key) {
           const std::string shown = plain_key(value) ? value : in_quotes(value);
           n.path = p.path.empty() ? shown : p.path + "." + shown;
         } else {
           const YamlNode& key = doc_.nodes_[p.children.back()];
           n.path = key.path;
-          if (kind == YamlNode::Kind::null) {  // "key:" with nothing after: point at the key
+          if (kind == YamlNode::Kind::null && !alias) {  // "key:" with nothing after: point at the key
             n.line = key.line;
             n.column = key.column;
           }
@@ -121,7 +127,8 @@ class TreeBuilder final : public YAML::EventHandler {
     if (!tag.empty() && tag != "?" && tag != "!") doc_.problem(me, "explicit tags (" + in_quotes(tag) + ") are not allowed");
     if (is_key) {
       if (kind != YamlNode::Kind::scalar || value.empty()) {
-        doc_.problem(me, "a key must be a plain word");
+        doc_.problem(me, "a key must be a plain word, found " +
+                             std::string(kind == YamlNode::Kind::scalar ? "an empty text" : Document::kind_name(kind)));
       } else {
         for (std::size_t k : open_.back().key_nodes) {
           const YamlNode& other = doc_.nodes_[k];
@@ -143,17 +150,37 @@ class TreeBuilder final : public YAML::EventHandler {
 };
 
 Document::Document(std::string_view text, std::string file, Problems& problems)
-    : file_(std::move(file)), problems_(problems) {
+    : file_(std::move(file)), problems_(problems), first_problem_(problems.size()) {
   if (text.size() > kMaxConfigBytes) {
     problem(0, 0, "", "too large: " + std::to_string(text.size()) + " bytes (the limit is " +
                           std::to_string(kMaxConfigBytes) + ")");
     return;
   }
+  // YAML allows no C0 control character but tab, line feed and carriage return; yaml-cpp
+  // loops forever on some inputs with NUL bytes.  Refuse them before parsing.
+  int line = 1;
+  int column = 1;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t' && c != '\n' && c != '\r') || u == 0x7f) {
+      std::array<char, 8> hex{};
+      std::snprintf(hex.data(), hex.size(), "0x%02x", u);
+      problem(line, column, "", std::string("control character ") + hex.data() + " is not allowed in YAML");
+      return;
+    }
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;  // columns count bytes, as yaml-cpp's marks (and gcc's) do
+    }
+  }
   std::istringstream in{std::string(text)};
   TreeBuilder builder(*this);
   try {
     YAML::Parser parser(in);
-    while (parser.HandleNextDocument(builder)) {
+    // One document is allowed; a second one is reported (by the builder) and ends parsing.
+    for (int documents = 0; documents < 2 && parser.HandleNextDocument(builder); ++documents) {
     }
   } catch (const YAML::Exception& e) {
     const int line = e.mark.is_null() ? 0 : e.mark.line + 1;
@@ -166,6 +193,13 @@ Document::Document(std::string_view text, std::string file, Problems& problems)
     return;
   }
   parsed_ = true;
+}
+
+Document::~Document() {
+  std::stable_sort(problems_.begin() + static_cast<std::ptrdiff_t>(first_problem_), problems_.end(),
+                   [](const Problem& a, const Problem& b) {
+                     return a.line != b.line ? a.line < b.line : a.column < b.column;
+                   });
 }
 
 void Document::problem(const YamlNode& at, std::string path, std::string message) {
@@ -192,6 +226,7 @@ MapReader::MapReader(Document& doc, const YamlNode* node, std::initializer_list<
     : doc_(doc) {
   if (node == nullptr) return;
   if (node->kind != YamlNode::Kind::map) {
+    if (node->reported) return;
     doc_.problem(*node, "expected a mapping, found " + std::string(Document::kind_name(node->kind)));
     return;
   }
@@ -247,6 +282,7 @@ namespace {
 
 bool expect_scalar(Document& doc, const YamlNode& n, std::string_view what) {
   if (n.kind == YamlNode::Kind::scalar) return true;
+  if (n.reported) return false;
   doc.problem(n, "expected " + std::string(what) + ", found " + std::string(Document::kind_name(n.kind)));
   return false;
 }
@@ -264,6 +300,7 @@ bool all_digits(std::string_view s) {
 std::vector<const YamlNode*> read_list(Document& doc, const YamlNode& n) {
   std::vector<const YamlNode*> out;
   if (n.kind != YamlNode::Kind::seq) {
+    if (n.reported) return out;
     doc.problem(n, "expected a list, found " + std::string(Document::kind_name(n.kind)));
     return out;
   }
@@ -329,6 +366,12 @@ std::optional<double> read_number(Document& doc, const YamlNode& n, double min, 
   return v;
 }
 
+void read_version(Document& doc, const YamlNode& n) {
+  if (n.reported || (n.kind == YamlNode::Kind::scalar && n.value == "1")) return;
+  doc.problem(n, "unsupported version " + (n.kind == YamlNode::Kind::scalar ? in_quotes(n.value) : std::string(Document::kind_name(n.kind))) +
+                     ": this thecal reads version 1");
+}
+
 std::optional<std::size_t> read_choice(Document& doc, const YamlNode& n,
                                        std::initializer_list<std::string_view> choices) {
   std::string list;
@@ -350,6 +393,7 @@ std::optional<std::size_t> read_choice(Document& doc, const YamlNode& n,
 
 std::optional<ParsedQuantity> read_quantity(Document& doc, const YamlNode& n, const QuantitySpec& spec) {
   if (n.kind != YamlNode::Kind::scalar) {
+    if (n.reported) return std::nullopt;
     doc.problem(n, "expected " + std::string(dim_article_name(spec.dim)) + " in " +
                        unit_list(spec.dim, spec.allow_ms) + ", found " + std::string(Document::kind_name(n.kind)));
     return std::nullopt;

@@ -33,6 +33,7 @@ struct YamlNode {
   int column = 0;     // 1-based
   std::string path;   // key path: basal.steps[1].rate
   std::vector<std::size_t> children;  // seq: items; map: key, value, key, value, ...
+  bool reported = false;  // already refused (an alias): readers say nothing more about it
 };
 
 class Document {
@@ -47,6 +48,8 @@ class Document {
   void problem(const YamlNode& at, std::string path, std::string message);
   void problem(int line, int column, std::string path, std::string message);
   [[nodiscard]] std::size_t problem_count() const { return problems_.size(); }
+  /// Puts the problems in file order (line, then column), as compilers do.
+  ~Document();
 
   /// "a mapping", "a list", "a text value", "nothing".
   static std::string_view kind_name(YamlNode::Kind k);
@@ -56,6 +59,7 @@ class Document {
   std::string file_;
   Problems& problems_;
   std::vector<YamlNode> nodes_;
+  std::size_t first_problem_ = 0;
   bool parsed_ = false;
 };
 
@@ -88,6 +92,8 @@ std::optional<bool> read_bool(Document& doc, const YamlNode& n);
 std::optional<std::uint64_t> read_uint(Document& doc, const YamlNode& n, std::uint64_t min, std::uint64_t max);
 /// A plain decimal number without unit, within [min, max].
 std::optional<double> read_number(Document& doc, const YamlNode& n, double min, double max);
+/// The file format's `version:`; only 1 exists.
+void read_version(Document& doc, const YamlNode& n);
 /// Index into `choices` of the text.
 std::optional<std::size_t> read_choice(Document& doc, const YamlNode& n,
                                        std::initializer_list<std::string_view> choices);

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "tests/config/test_util.hpp"
 
 namespace thecal::config {
@@ -9,6 +12,13 @@ namespace {
 
 using test::dump;
 using test::source_dir;
+
+std::string load_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 TEST(DaemonConfig, SimExampleLoads) {
   const LoadedDaemonConfig r = load_daemon_config(source_dir() + "/examples/thecald-sim.yaml");
@@ -70,16 +80,38 @@ TEST(DaemonConfig, Rpi4ExampleLoads) {
   EXPECT_TRUE(c.gpio.lines.at("low_battery").active_low);
 }
 
-TEST(DaemonConfig, LineByName) {
-  std::string text = R"(backend: gpiod
-paths: { prescription: /p.yaml, drugs: /d.yaml, state: /s }
-loop: { period: 500 us, priority: 10 }
-)";
-  // "us" is not a duration unit: the error names it.
+TEST(DaemonConfig, LinesByNameOrOffset) {
+  std::string text = load_text(source_dir() + "/examples/thecald-rpi4.yaml");
+  text.replace(text.find("{ line: 17 }"), 12, "{ line: GPIO17 }");
+  text.replace(text.find("chip: gpiochip0"), 15, "chip: pinctrl-bcm2711");
+  const LoadedDaemonConfig r = parse_daemon_config(text, "rpi4.yaml");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_EQ(r.config->gpio.chip, "pinctrl-bcm2711");
+  EXPECT_FALSE(r.config->gpio.lines.at("step").offset.has_value());
+  EXPECT_EQ(r.config->gpio.lines.at("step").name, "GPIO17");
+  EXPECT_EQ(r.config->gpio.lines.at("dir").offset, 27U);
+  EXPECT_TRUE(r.config->gpio.lines.at("dir").name.empty());
+}
+
+TEST(DaemonConfig, MicrosecondPeriodIsRefusedWithItsUnitNamed) {
+  std::string text = load_text(source_dir() + "/examples/thecald-sim.yaml");
+  text.replace(text.find("period: 1 ms"), 12, "period: 0.5 ms");
   LoadedDaemonConfig r = parse_daemon_config(text, "t.yaml");
-  ASSERT_FALSE(r.problems.empty());
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_EQ(r.config->board.loop_period, usec(500));
+  text.replace(text.find("period: 0.5 ms"), 14, "period: 500 us");
+  r = parse_daemon_config(text, "t.yaml");
+  ASSERT_EQ(r.problems.size(), 1U) << dump(r.problems);
   EXPECT_EQ(r.problems[0].format(),
-            "t.yaml:3:17: loop.period: unknown unit \"us\": expected a duration in s, min, h, d or ms");
+            "t.yaml:10:11: loop.period: unknown unit \"us\": expected a duration in s, min, h, d or ms");
+}
+
+TEST(DaemonConfig, DefaultsOfOptionalKeys) {
+  std::string text = load_text(source_dir() + "/examples/thecald-sim.yaml");
+  text.replace(text.find("  cpu: 1"), 8, "");
+  const LoadedDaemonConfig r = parse_daemon_config(text, "t.yaml");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_FALSE(r.config->loop_cpu.has_value());
 }
 
 }  // namespace
