@@ -1,5 +1,9 @@
 #include "control/pump_core.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "tests/control/core_harness.hpp"
@@ -71,6 +75,41 @@ TEST(PumpCore, NoStepBeyondTheJournalBudget) {
   EXPECT_EQ(h.core->budget().count, 0);
   EXPECT_EQ(h.count(EventType::budget_exhausted), 1u);
   EXPECT_EQ(h.send({.kind = CommandKind::grant_budget, .steps = Steps{-1}}).refusal, Refusal::out_of_range);
+}
+
+}  // namespace
+}  // namespace thecal
+
+namespace thecal {
+namespace {
+
+TEST(PumpCore, CycleCostIsSmallAndFlat) {
+  // Not a timed test (the bench label does that): records the cost of one tick at 1 ms
+  // over 30 simulated minutes with a flex plan, a bolus and a full day in the ledger.
+  test::Harness h;
+  auto plan = test::flex_plan(mg(4));
+  plan.periodic.push_back({hours(12), mcg(100), minutes(30)});
+  h.ready(plan);
+  h.run(days(1), seconds(10));
+  ASSERT_TRUE(h.send({.kind = CommandKind::clinician_bolus, .dose = mcg(300), .duration = minutes(20)}).ok());
+  std::vector<std::int64_t> ns;
+  ns.reserve(30 * 60 * 1000);
+  for (int i = 0; i < 30 * 60 * 1000; ++i) {
+    h.now.mono += msec(1);
+    h.now.wall += msec(1);
+    const auto t0 = std::chrono::steady_clock::now();
+    h.core->tick(h.now, h.in, h.out);
+    const auto t1 = std::chrono::steady_clock::now();
+    ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+    h.plant_pulse_acc += h.out.steps;
+    h.in.encoder_pulses = static_cast<std::uint64_t>(h.plant_pulse_acc / 8);
+    h.core->drain_events([](const Event&) {});
+  }
+  std::sort(ns.begin(), ns.end());
+  const auto p999 = ns[ns.size() * 999 / 1000];
+  std::cout << "tick ns: p50 " << ns[ns.size() / 2] << " p99.9 " << p999 << " max " << ns.back() << "\n";
+  RecordProperty("tick_p999_ns", std::to_string(p999));
+  EXPECT_EQ(h.core->state(), PumpState::infusing);
 }
 
 }  // namespace
