@@ -91,7 +91,22 @@ DescribedEvent describe(const Event& e) {
       d.detail = e.duration > Duration{0} ? "for " + fmt("%.0f s", to_seconds(e.duration)) : "until Resume";
       d.priority = 5;
       break;
-    default:
+    case EventType::command_refused:
+      d.detail = std::string(to_string(e.command)) + " refused: " + std::string(to_string(e.refusal));
+      d.priority = 5;
+      break;
+    case EventType::prescription_loaded:
+    case EventType::prime_started:
+    case EventType::prime_finished:
+    case EventType::started:
+    case EventType::resumed:
+    case EventType::trial_finished:
+    case EventType::battery_replaced:
+    case EventType::budget_exhausted:
+    case EventType::bolus_cancelled:
+    case EventType::periodic_skipped:
+    case EventType::catheter_replaced:
+    case EventType::suspend_extended:
       d.priority = 5;
       break;
   }

@@ -288,6 +288,7 @@ int run(const Options& opt) {
     return 1;
   }
   events.append({to_usec(loop.now().wall), "daemon_started", "pump", "thecald " THECAL_VERSION " started"}, 5);
+  object.raise_alarm(AlarmCode::restart);  // low, information (S5): the controller (re)started
   object.load_stored_prescription();
 
   if (sd_watchdog_enabled(0, &rt.watchdog_usec) > 0 && rt.watchdog_usec > 0) {

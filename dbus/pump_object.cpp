@@ -682,6 +682,7 @@ void PumpObject::load_stored_prescription() {
     const std::string problems = config::format_all(loaded.problems);
     log_error("The stored prescription %s is not valid; the pump starts without one:\n%s", path.c_str(), problems.c_str());
     ctx_.events->append({to_usec(ctx_.loop->now().wall), "prescription_rejected", "pump", problems}, 3);
+    raise_alarm(AlarmCode::prescription_rejected);
     return;
   }
   auto p = std::make_unique<Pending>();
@@ -691,6 +692,16 @@ void PumpObject::load_stored_prescription() {
   cmd.caller = {kSystemUid, false};
   sd_bus_error e = SD_BUS_ERROR_NULL;
   (void)submit(nullptr, cmd, std::move(p), &e);
+  sd_bus_error_free(&e);
+}
+
+void PumpObject::raise_alarm(AlarmCode code) {
+  Command cmd;
+  cmd.kind = CommandKind::raise_alarm;
+  cmd.caller = {kSystemUid, false};
+  cmd.alarm = code;
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  (void)submit(nullptr, cmd, nullptr, &e);
   sd_bus_error_free(&e);
 }
 

@@ -63,6 +63,9 @@ class PumpObject {
   /// PropertiesChanged.  Called by the timer; public for tests and shutdown.
   void poll();
 
+  /// Raises one of the alarms the daemon owns (restart, prescription_rejected, state_lost).
+  void raise_alarm(AlarmCode code);
+
   /// Fails every call still waiting for the dosing thread (at shutdown).
   void fail_pending(const char* why);
 

@@ -132,6 +132,29 @@ TEST_F(WalkingSkeleton, BadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
 }
 
+TEST_F(WalkingSkeleton, StartRaisesTheLowRestartAlarmAndAPatientCanAcknowledgeIt) {
+  auto r = ctl({"--json", "alarms"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"code\":\"restart\",\"priority\":\"low\""), std::string::npos) << r.out;
+  r = ctl({"ack", "restart"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(wait_until([&] { return ctl({"--json", "alarms"}).out.find("restart") == std::string::npos; }, 2000));
+}
+
+TEST_F(WalkingSkeleton, AStoredPrescriptionThatNoLongerValidatesIsRejectedAtStart) {
+  daemon.stop();
+  {
+    FILE* f = fopen((dir.path() + "/prescription.yaml").c_str(), "w");
+    fputs("version: 1\nphase: maintenance\n", f);
+    fclose(f);
+  }
+  Daemon again(dir.path(), bus.address());
+  EXPECT_EQ(client.get_string("org.thecal.Pump1", "PrescriptionId"), "");
+  const auto r = ctl({"--json", "alarms"});
+  EXPECT_NE(r.out.find("prescription_rejected"), std::string::npos) << r.out;
+  EXPECT_NE(again.log().find("is not valid"), std::string::npos) << again.log();
+}
+
 TEST_F(WalkingSkeleton, SigtermStopsCleanly) {
   ASSERT_EQ(ctl({"load", example("prescription-continuous.yaml")}).exit_code, 0);
   const int status = daemon.stop();
