@@ -202,7 +202,7 @@ LoopFaults DosingLoop::page_faults() const {
   if (minor < 0) {
     // Still running: the thread's counters from procfs (fields 10 and 12 of stat).
     char path[64];
-    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    (void)std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
     std::FILE* fp = std::fopen(path, "re");
     if (fp == nullptr) return f;
     char buf[1024];

@@ -44,7 +44,10 @@ std::string describe(const config::GpioLine& l) {
   return l.offset ? "offset " + std::to_string(*l.offset) : "name \"" + l.name + "\"";
 }
 
-std::string errno_text(int e) { return std::string(std::strerror(e)) + " (errno " + std::to_string(e) + ")"; }
+std::string errno_text(int e) {
+  const char* d = strerrordesc_np(e);  // thread-safe, unlike strerror
+  return std::string(d != nullptr ? d : "unknown error") + " (errno " + std::to_string(e) + ")";
+}
 
 }  // namespace
 

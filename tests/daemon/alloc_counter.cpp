@@ -39,11 +39,11 @@ bool heap_counting_available() { return true; }
 #ifndef THECAL_NO_HEAP_HOOK
 // glibc's own entry points, which its malloc, calloc, ... are aliases of.
 extern "C" {
-void* __libc_malloc(std::size_t n);
-void* __libc_calloc(std::size_t n, std::size_t size);
-void* __libc_realloc(void* p, std::size_t n);
-void* __libc_memalign(std::size_t align, std::size_t n);
-void __libc_free(void* p);
+void* __libc_malloc(std::size_t n);  // NOLINT(bugprone-reserved-identifier): glibc's own entry point
+void* __libc_calloc(std::size_t n, std::size_t size);  // NOLINT(bugprone-reserved-identifier): glibc's own entry point
+void* __libc_realloc(void* p, std::size_t n);  // NOLINT(bugprone-reserved-identifier): glibc's own entry point
+void* __libc_memalign(std::size_t align, std::size_t n);  // NOLINT(bugprone-reserved-identifier): glibc's own entry point
+void __libc_free(void* p);  // NOLINT(bugprone-reserved-identifier)
 
 void* malloc(std::size_t n) {
   note();

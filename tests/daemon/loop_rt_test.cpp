@@ -42,7 +42,7 @@ class LoopRt : public ::testing::Test {
   void SetUp() override {
     // As thecald's main() does before it starts the dosing thread.
     ASSERT_EQ(mlockall(MCL_CURRENT | MCL_FUTURE), 0)
-        << "mlockall: " << std::strerror(errno) << " (needs CAP_IPC_LOCK or a large RLIMIT_MEMLOCK, like thecald)";
+        << "mlockall: " << strerrordesc_np(errno) << " (needs CAP_IPC_LOCK or a large RLIMIT_MEMLOCK, like thecald)";
   }
   void TearDown() override { (void)munlockall(); }
 
