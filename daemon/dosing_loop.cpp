@@ -3,10 +3,13 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -43,6 +46,24 @@ void prefault_stack() {
     *static_cast<volatile unsigned char*>(stack + i) = 0;
   }
   asm volatile("" : : "r"(stack) : "memory");
+}
+
+bool thread_faults(std::int64_t& minor, std::int64_t& major) {
+  rusage ru{};
+  if (getrusage(RUSAGE_THREAD, &ru) != 0) return false;
+  minor = ru.ru_minflt;
+  major = ru.ru_majflt;
+  return true;
+}
+
+// Writes every slot of a queue once, so the dosing thread never takes the first-touch
+// page fault on its storage (the queues live inside the DosingLoop, which may sit on a
+// stack or heap region that mlockall covers but nothing has touched yet).
+template <class Queue, class T>
+void prefault_queue(Queue& q, const T& value) {
+  while (q.push(value)) {
+  }
+  q.consume_all([](const T&) {});
 }
 
 }  // namespace
@@ -84,6 +105,10 @@ DosingLoop::DosingLoop(PumpCore& core, io::Backend& backend, const LoopOptions& 
       scale_(options.time_scale) {
   // Safe state before anything else (issue 8: enable inactive first).
   backend_.safe_state();
+  prefault_queue(commands_, Command{});
+  prefault_queue(replies_, Reply{});
+  prefault_queue(events_, Event{});
+  status_.prefault(Status{});
   const Now n = clock_.now(real_monotonic_us(), opt_.time_scale);
   now_mono_.store(to_usec(n.mono));
   now_wall_.store(to_usec(n.wall));
@@ -162,8 +187,45 @@ void DosingLoop::setup_thread() {
   prefault_stack();
 }
 
+LoopFaults DosingLoop::page_faults() const {
+  LoopFaults f;
+  const int tid = tid_.load(std::memory_order_acquire);
+  if (tid == 0) return f;
+  std::int64_t minor = minflt_end_.load(std::memory_order_acquire);
+  std::int64_t major = majflt_end_.load(std::memory_order_acquire);
+  if (minor < 0) {
+    // Still running: the thread's counters from procfs (fields 10 and 12 of stat).
+    char path[64];
+    (void)std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    std::FILE* fp = std::fopen(path, "re");
+    if (fp == nullptr) return f;
+    char buf[1024];
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, fp);
+    (void)std::fclose(fp);
+    buf[n] = '\0';
+    const char* p = std::strrchr(buf, ')');  // after "pid (comm)"
+    long long minflt = 0;
+    long long majflt = 0;
+    if (p == nullptr || std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %lld %*u %lld", &minflt, &majflt) != 2) return f;
+    minor = minflt;
+    major = majflt;
+  }
+  f.minor = minor - minflt_start_.load(std::memory_order_relaxed);
+  f.major = major - majflt_start_.load(std::memory_order_relaxed);
+  f.valid = true;
+  return f;
+}
+
 void DosingLoop::run() {
   setup_thread();
+  std::int64_t minor = 0;
+  std::int64_t major = 0;
+  if (thread_faults(minor, major)) {
+    minflt_start_.store(minor, std::memory_order_relaxed);
+    majflt_start_.store(major, std::memory_order_relaxed);
+    minflt_end_.store(-1, std::memory_order_relaxed);
+    tid_.store(static_cast<int>(gettid()), std::memory_order_release);
+  }
   running_.store(true, std::memory_order_release);
   const std::int64_t period_ns = to_usec(opt_.period) * kNsPerUs;
   std::int64_t deadline = mono_ns() + period_ns;
@@ -192,6 +254,10 @@ void DosingLoop::run() {
     }
   }
   backend_.safe_state();
+  if (thread_faults(minor, major)) {
+    majflt_end_.store(major, std::memory_order_relaxed);
+    minflt_end_.store(minor, std::memory_order_release);
+  }
   running_.store(false, std::memory_order_release);
 }
 

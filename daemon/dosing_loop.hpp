@@ -53,6 +53,13 @@ struct LoopDiagnostics {
   LatencyHistogram latency;
 };
 
+/// Page faults the dosing thread took since its first cycle (SPEC 7: zero after start).
+struct LoopFaults {
+  std::int64_t minor = 0;
+  std::int64_t major = 0;
+  bool valid = false;  // false before the thread started its loop
+};
+
 class DosingLoop {
  public:
   DosingLoop(PumpCore& core, io::Backend& backend, const LoopOptions& options);
@@ -81,6 +88,10 @@ class DosingLoop {
   void set_time_scale(double s) { scale_.store(s, std::memory_order_relaxed); }
   [[nodiscard]] double time_scale() const { return scale_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool running() const { return running_.load(std::memory_order_acquire); }
+  /// Page faults of the dosing thread since its first cycle.  Costs the loop nothing: the
+  /// thread samples getrusage(RUSAGE_THREAD) once before its first cycle and once after
+  /// its last; in between this reads /proc/self/task/TID/stat (any thread but the loop).
+  [[nodiscard]] LoopFaults page_faults() const;
 
  private:
   static void* thread_main(void* self);
@@ -113,6 +124,12 @@ class DosingLoop {
   std::atomic<std::int64_t> now_mono_{0};
   std::atomic<std::int64_t> now_wall_{0};
   std::uint32_t since_status_ = 0;
+  // Page-fault accounting (see page_faults()).
+  std::atomic<int> tid_{0};
+  std::atomic<std::int64_t> minflt_start_{0};
+  std::atomic<std::int64_t> majflt_start_{0};
+  std::atomic<std::int64_t> minflt_end_{-1};
+  std::atomic<std::int64_t> majflt_end_{-1};
 };
 
 }  // namespace thecal::daemon

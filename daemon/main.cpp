@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 
 #include <boost/program_options.hpp>
 
@@ -36,6 +37,7 @@
 #include "daemon/loop_clock.hpp"
 #include "dbus/pump_object.hpp"
 #include "io/atomic_file.hpp"
+#include "io/gpiod_backend.hpp"
 #include "io/sim_plant.hpp"
 
 #ifndef THECAL_VERSION
@@ -209,12 +211,27 @@ int run(const Options& opt) {
   if (opt.check_config) return check_config(*loaded, opt.config);
   const config::DaemonConfig& cfg = loaded->cfg;
 
-  if (cfg.backend != config::Backend::sim) {
-    log_error("backend: gpiod is not available in this build yet; use backend: sim");
-    return 1;
+  // The pump: the board's GPIO lines (enable requested inactive before any other line)
+  // or the simulated plant.  A chip or line that cannot be taken is fatal, with the reason.
+  std::unique_ptr<io::SimPlant> plant;
+  std::unique_ptr<io::GpiodBackend> board;
+  io::Backend* backend = nullptr;
+  if (cfg.backend == config::Backend::gpiod) {
+    io::GpiodOptions go;
+    go.loop_period = cfg.board.loop_period;
+    auto opened = io::GpiodBackend::open(cfg.gpio, go);
+    if (const auto* e = std::get_if<std::string>(&opened)) {
+      log_error("Cannot drive the pump board: %s", e->c_str());
+      return 1;
+    }
+    board = std::move(std::get<std::unique_ptr<io::GpiodBackend>>(opened));
+    backend = board.get();
+    log_info("GPIO board on chip %s: enable inactive, at most %u step pulses per cycle", cfg.gpio.chip.c_str(),
+             board->max_steps_per_cycle());
+  } else {
+    plant = std::make_unique<io::SimPlant>(cfg.board);
+    backend = plant.get();
   }
-  auto plant = std::make_unique<io::SimPlant>(cfg.board);
-  io::Backend* backend = plant.get();
   backend->safe_state();
   g_backend.store(backend);
   install_crash_handlers();
@@ -235,7 +252,7 @@ int run(const Options& opt) {
   lo.period = cfg.board.loop_period;
   lo.priority = cfg.loop_priority;
   lo.cpu = cfg.loop_cpu;
-  lo.simulated = true;
+  lo.simulated = cfg.backend == config::Backend::sim;
   lo.time_scale = cfg.sim_time_scale;
   const Now t0{mono_us(daemon::real_monotonic_us()), wall_us(daemon::real_wall_us())};
   PumpCore core(cfg.board, t0);
@@ -305,8 +322,8 @@ int run(const Options& opt) {
   }
 
   (void)sd_notify(0, "READY=1\nSTATUS=running");
-  log_notice("thecald %s ready on the %s bus (backend sim, loop %lld us)", THECAL_VERSION, opt.bus.c_str(),
-             static_cast<long long>(to_usec(lo.period)));
+  log_notice("thecald %s ready on the %s bus (backend %s, loop %lld us)", THECAL_VERSION, opt.bus.c_str(),
+             board ? "gpiod" : "sim", static_cast<long long>(to_usec(lo.period)));
 
   r = sd_event_loop(event);
   (void)sd_notify(0, "STOPPING=1");

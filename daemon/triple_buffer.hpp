@@ -14,6 +14,10 @@ namespace thecal::daemon {
 template <class T>
 class TripleBuffer {
  public:
+  /// Before any thread uses it: writes every slot once (no first-touch page fault later).
+  void prefault(const T& v) {
+    for (auto& slot : slots_) slot = v;
+  }
   /// Writer: publishes `v` (copies it into the back slot).
   void write(const T& v) {
     slots_[back_] = v;

@@ -1,0 +1,148 @@
+#!/bin/bash
+# The gpio-sim rig (issue 8, SPEC 8): boots Debian's PREEMPT_RT kernel (linux-image-rt-amd64)
+# under qemu (TCG: KVM cannot run stock kernels on these hosts), with the kernel's gpio-sim
+# driver built out of tree at test time, and runs the real thecald (backend gpiod) on the
+# simulated lines, driven over a private D-Bus by the real thecalctl.  The guest's checks are
+# in rig-guest-init.sh beside this file; their results come back on the serial console.
+#
+#   tests/system/gpio-sim-rig.sh [--thecald PATH] [--thecalctl PATH] [--keep]
+#
+# Needs root (apt-get, depmod into a staging tree) and network access to Debian's
+# repositories on the first run.  Downloads and builds are cached under $THECAL_RIG_CACHE
+# (default: $XDG_CACHE_HOME/thecal-rig, or /var/cache/thecal-rig for root), keyed by the
+# kernel's ABI and version, which are looked up at each run (they move with Debian updates).
+# Nothing of the kernel is ever written into the source tree.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(cd "$HERE/../.." && pwd)
+THECALD=$SRC/build/default/daemon/thecald
+THECALCTL=$SRC/build/default/dbus/thecalctl
+KEEP=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --thecald) THECALD=$2; shift 2 ;;
+    --thecalctl) THECALCTL=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "gpio-sim-rig: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$THECALD" ] && [ -x "$THECALCTL" ] || { echo "gpio-sim-rig: build thecald and thecalctl first ($THECALD, $THECALCTL)" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "gpio-sim-rig: run as root (it installs packages with apt-get)" >&2; exit 2; }
+
+if [ -n "${THECAL_RIG_CACHE:-}" ]; then CACHE=$THECAL_RIG_CACHE
+elif [ -n "${XDG_CACHE_HOME:-}" ]; then CACHE=$XDG_CACHE_HOME/thecal-rig
+else CACHE=/var/cache/thecal-rig; fi
+mkdir -p "$CACHE"
+T0=$(date +%s)
+log() { echo "gpio-sim-rig [$(( $(date +%s) - T0 ))s] $*"; }
+
+# ---- 1. host tools (installed only if missing) -------------------------------------------
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for p in qemu-system-x86 busybox-static kmod xz-utils dbus-daemon make gcc libc6-dev tzdata; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+apt_updated=0
+apt_update() { [ $apt_updated = 1 ] || { log "apt-get update"; apt-get update -q >/dev/null; apt_updated=1; }; }
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt_update; apt-get install -y -q "${need[@]}" >/dev/null; }
+fi
+
+# ---- 2. the RT kernel: ABI and version of the current linux-image-rt-amd64 ---------------
+resolve_kernel() {
+  K=$(apt-cache depends linux-image-rt-amd64 2>/dev/null | awk '/Depends: linux-image-/{sub("linux-image-","",$2); print $2; exit}')
+  [ -n "$K" ] && V=$(apt-cache show "linux-image-$K-unsigned" 2>/dev/null | awk '/^Version:/{print $2; exit}')
+  [ -n "${K:-}" ] && [ -n "${V:-}" ]
+}
+resolve_kernel || { apt_update; resolve_kernel; } || { echo "gpio-sim-rig: cannot resolve linux-image-rt-amd64" >&2; exit 1; }
+KC=$CACHE/$K-$V
+mkdir -p "$KC"
+log "kernel $K version $V (cache $KC)"
+if ! dpkg-query -W -f='${Status}' "linux-headers-$K" 2>/dev/null | grep -q 'install ok installed'; then
+  log "installing linux-headers-$K"
+  apt-get install -y -q "linux-headers-$K" >/dev/null 2>&1 || { apt_update; apt-get install -y -q "linux-headers-$K" >/dev/null; }
+fi
+if [ ! -f "$KC/kernel/boot/vmlinuz-$K" ]; then
+  log "downloading the kernel image and linux-source-6.1"
+  rm -rf "$KC/dl" "$KC/kernel" && mkdir -p "$KC/dl"
+  (cd "$KC/dl" && { apt-get download -q "linux-image-$K-unsigned=$V" "linux-source-6.1=$V" >/dev/null 2>&1 ||
+    { apt_update; apt-get download -q "linux-image-$K-unsigned=$V" "linux-source-6.1=$V" >/dev/null; }; })
+  dpkg -x "$KC"/dl/linux-image-"$K"-unsigned_*.deb "$KC/kernel.tmp" && mv "$KC/kernel.tmp" "$KC/kernel"
+fi
+
+# ---- 3. gpio-sim.ko (Debian has CONFIG_GPIO_SIM and CONFIG_IRQ_SIM off) --------------------
+if [ ! -f "$KC/mod/gpio-sim.ko" ]; then
+  log "building gpio-sim.ko out of tree"
+  rm -rf "$KC/mod" "$KC/src" && mkdir -p "$KC/mod" "$KC/src"
+  dpkg -x "$KC"/dl/linux-source-6.1_*.deb "$KC/src"
+  tar -xJf "$KC/src/usr/src/linux-source-6.1.tar.xz" -C "$KC/mod" --strip-components=3 \
+    linux-source-6.1/drivers/gpio/gpio-sim.c linux-source-6.1/drivers/gpio/gpiolib.h
+  tar -xJf "$KC/src/usr/src/linux-source-6.1.tar.xz" -C "$KC/mod" --strip-components=3 linux-source-6.1/kernel/irq/irq_sim.c
+  rm -rf "$KC/src"  # 130 MB: only the three files are needed
+  mv "$KC/mod/gpio-sim.c" "$KC/mod/gpio-sim-main.c"
+  # irq_to_desc() is not exported to modules.
+  sed -i 's/handle_simple_irq(irq_to_desc(irqnum));/generic_handle_irq(irqnum);/' "$KC/mod/irq_sim.c"
+  grep -q 'generic_handle_irq(irqnum);' "$KC/mod/irq_sim.c" || { echo "gpio-sim-rig: irq_sim.c patch did not apply" >&2; exit 1; }
+  printf 'obj-m := gpio-sim.o\ngpio-sim-y := gpio-sim-main.o irq_sim.o\n' > "$KC/mod/Kbuild"
+  nice make -s -C "/lib/modules/$K/build" M="$KC/mod" modules >"$KC/mod/build.log" 2>&1 ||
+    { cat "$KC/mod/build.log" >&2; exit 1; }
+fi
+
+# ---- 4. the initramfs: busybox, modules, thecald, thecalctl, dbus-daemon, configs --------
+W=$(mktemp -d /tmp/thecal-rig.XXXXXX)
+cleanup() { if [ $KEEP = 1 ]; then echo "gpio-sim-rig: kept $W"; else rm -rf "$W"; fi; }
+trap cleanup EXIT
+R=$W/root
+mkdir -p "$R"/{bin,sbin,dev,proc,sys,tmp,run,etc/thecal,usr/bin,usr/sbin,usr/share/thecal,var/lib/thecal,lib/modules/$K/extra}
+cp /bin/busybox "$R/bin/"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$R/bin/$a"; done
+cp "$KC/kernel/lib/modules/$K/kernel/fs/configfs/configfs.ko" "$KC/mod/gpio-sim.ko" "$R/lib/modules/$K/extra/"
+cp "$KC"/kernel/lib/modules/"$K"/modules.builtin* "$R/lib/modules/$K/"
+touch "$R/lib/modules/$K/modules.order"
+depmod -b "$R" "$K"
+copy_bin() {  # binary + every library ldd names
+  mkdir -p "$R$(dirname "$2")"
+  cp -L "$1" "$R$2"
+  for l in $(ldd "$1" | grep -o '/[^ ]*'); do mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"; done
+}
+copy_bin "$THECALD" /usr/sbin/thecald
+copy_bin "$THECALCTL" /usr/bin/thecalctl
+copy_bin /usr/bin/dbus-daemon /usr/bin/dbus-daemon
+cp "$SRC/config/drugs.yaml" "$R/usr/share/thecal/drugs.yaml"
+# The tz database (prescriptions name their time zone), without the posix/ and right/ copies.
+mkdir -p "$R/usr/share/zoneinfo"
+(cd /usr/share/zoneinfo && tar --exclude=./posix --exclude=./right -cf - .) | tar -xf - -C "$R/usr/share/zoneinfo"
+cp "$SRC/examples/prescription-continuous.yaml" "$R/etc/thecal/prescription.yaml"
+cp "$HERE/rig-thecald.yaml" "$R/etc/thecal/thecald.yaml"
+mkdir -p "$R/usr/share/dbus-1/system.d"
+cp "$SRC/packaging/org.thecal.Pump1.conf" "$R/usr/share/dbus-1/system.d/"
+sed -e 's|@SOCKET@|/run/thecal-bus|' -e 's|@POLICY@|/usr/share/dbus-1/system.d/org.thecal.Pump1.conf|' \
+  "$SRC/scripts/test-bus.conf.in" > "$R/etc/thecal/bus.conf"
+printf 'root:x:0:0:root:/root:/bin/sh\nmessagebus:x:100:101::/run:/bin/false\nthecal:x:990:990::/var/lib/thecal:/bin/false\n' > "$R/etc/passwd"
+printf 'root:x:0:\nmessagebus:x:101:\nthecal:x:990:\nthecal-clinician:x:991:root\nthecal-patient:x:992:\n' > "$R/etc/group"
+echo 0123456789abcdef0123456789abcdef > "$R/etc/machine-id"
+chmod 644 "$R"/etc/thecal/*
+cp "$HERE/rig-guest-init.sh" "$R/init"
+chmod +x "$R/init"
+(cd "$R" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) | gzip -1 > "$W/initramfs.cpio.gz"
+log "initramfs $(du -h "$W/initramfs.cpio.gz" | cut -f1)"
+
+# ---- 5. boot and collect -------------------------------------------------------------------
+log "booting the PREEMPT_RT guest (qemu TCG)"
+set +e
+timeout "${THECAL_RIG_TIMEOUT:-600}" nice qemu-system-x86_64 -accel tcg -cpu max -m 768 -smp 2 -nic none -no-reboot \
+  -kernel "$KC/kernel/boot/vmlinuz-$K" -initrd "$W/initramfs.cpio.gz" -nographic -monitor none -serial stdio \
+  -append "console=ttyS0 loglevel=4 panic=-1 ${THECAL_RIG_APPEND:-}" </dev/null > "$W/console.log" 2>&1
+qrc=$?
+set -e
+grep -a '^RIG' "$W/console.log" || true
+if [ $qrc -ne 0 ] || ! grep -aq '^RIG done' "$W/console.log" || grep -aq '^RIG FAIL' "$W/console.log"; then
+  echo "gpio-sim-rig: FAILED (qemu exit $qrc); console log follows" >&2
+  tail -n 80 "$W/console.log" >&2
+  KEEP=1
+  exit 1
+fi
+log "all checks passed"
