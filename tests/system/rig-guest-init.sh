@@ -140,8 +140,11 @@ check "enable back to inactive after priming" [ "$(val $EN)" = 1 ]
 
 # ---- occlusion while stepping: stop within 2 loop cycles, high alarm, buzzer -----------------
 encoder & EP=$!; rm -f /tmp/enc.stop
-ctl prime "0.5 mL" || fail "second prime"
-wait_for 10 sh -c "[ \$(cat $S/sim_gpio$EN/value) = 0 ]" || fail "motor enabled for the second prime"
+# A primed catheter cannot be primed again (the core refuses: it would push drug at the
+# priming rate); infuse with a clinician bolus on top so the motor is enabled and stepping.
+ctl start || fail "start"
+ctl clinician-bolus "0.5 mg" --over "10 min" || fail "clinician bolus"
+wait_for 10 sh -c "[ \$(cat $S/sim_gpio$EN/value) = 0 ]" || fail "motor enabled while infusing"
 sleep 1
 trace_on $STEP $EN $HB $BUZ
 sleep 0.2
@@ -185,11 +188,10 @@ if ctl events 1000 | grep -qi 'button\|bolus'; then ok "the bolus button reaches
 else note "bolus button pressed (debounced level read by the backend); the core logs no button event yet ($ev0 -> $ev1 events)"; fi
 
 # ---- SIGTERM while the motor is enabled: enable driven inactive, lines released --------------
-ctl resume > /dev/null 2>&1; ctl suspend > /dev/null 2>&1
 encoder & EP=$!; rm -f /tmp/enc.stop
-ctl prime "0.5 mL" || fail "third prime"
+ctl resume || fail "resume after the alarms"
 wait_for 10 sh -c "[ \$(cat $S/sim_gpio$EN/value) = 0 ]"
-check "motor enabled while priming (nENBL low)" [ "$(val $EN)" = 0 ]
+check "motor enabled while infusing (nENBL low)" [ "$(val $EN)" = 0 ]
 trace_on $EN
 kill -TERM $TD; wait $TD; rc=$?; TD=
 trace_off
