@@ -78,7 +78,8 @@ constexpr std::string_view to_string(BolusSource s) {
   return "patient";
 }
 
-inline constexpr std::uint32_t kSystemUid = 0xFFFFFFFFu;  // the pump itself did it
+inline constexpr std::uint32_t kSystemUid = 0xFFFFFFFFu;       // the pump itself did it
+inline constexpr std::uint32_t kBolusButtonUid = 0xFFFFFFFEu;  // the patient's bolus button
 
 struct Event {
   WallTime when{};

@@ -231,6 +231,7 @@ class PumpCore {
   bool has_filled_ = false;
   double refill_accuracy_ = 0.0;
   bool heartbeat_ = false;
+  bool bolus_button_was_ = false;
 
   std::array<Event, kEventCapacity> events_{};
   std::size_t ev_head_ = 0;

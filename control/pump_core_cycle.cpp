@@ -23,6 +23,16 @@ void PumpCore::tick(Now now, const SensorInputs& in, Actuation& out) {
   out = Actuation{};
   out.heartbeat = heartbeat_;
 
+  // The patient's bolus button: a press (debounced by the backend) is a patient bolus
+  // request, with every rule of a D-Bus request (S2); holding it asks only once.
+  if (in.bolus_button && !bolus_button_was_) {
+    Command press;
+    press.kind = CommandKind::patient_bolus;
+    press.caller = {kBolusButtonUid, false};
+    (void)apply(press, now);
+  }
+  bolus_button_was_ = in.bolus_button;
+
   detect_wall_jump(now);
   supervise(now, in);
   integrate(now);

@@ -30,7 +30,9 @@ std::string fmt(const char* f, double a) {
 }  // namespace
 
 std::string EventLog::who(std::uint32_t uid) {
-  return uid == kSystemUid ? std::string("pump") : "uid=" + std::to_string(uid);
+  if (uid == kSystemUid) return "pump";
+  if (uid == kBolusButtonUid) return "bolus_button";
+  return "uid=" + std::to_string(uid);
 }
 
 void EventLog::append(LoggedEvent e, int syslog_priority) {

@@ -395,3 +395,45 @@ TEST(Therapy, LowBatteryLineRaisesEri) {
 
 }  // namespace
 }  // namespace thecal
+
+namespace thecal {
+namespace {
+
+TEST(Therapy, BolusButtonPressIsAPatientRequestOncePerPress) {
+  using namespace thecal::test;  // NOLINT(google-build-using-namespace)
+  Harness h;
+  auto plan = flex_plan();
+  plan.patient_bolus = PatientBolusRule{mcg(50), minutes(10), hours(3), 4};
+  h.ready(plan);
+  h.run(minutes(5));
+  auto count = [&](EventType t) {
+    int n = 0;
+    for (const auto& e : h.events) n += (e.type == t && e.uid == kBolusButtonUid) ? 1 : 0;
+    return n;
+  };
+  // Press and hold for a minute: one bolus, from the button.
+  h.in.bolus_button = true;
+  h.run(minutes(1));
+  h.in.bolus_button = false;
+  h.run(seconds(10));
+  EXPECT_EQ(count(EventType::bolus_started), 1);
+  EXPECT_TRUE(h.core->status().bolus_active);
+  EXPECT_EQ(h.core->status().patient_boluses_24h, 1u);
+  // A second press inside the lockout: refused like a D-Bus request, nothing delivered.
+  h.in.bolus_button = true;
+  h.run(seconds(1));
+  h.in.bolus_button = false;
+  h.run(seconds(1));
+  EXPECT_EQ(count(EventType::bolus_started), 1);
+  EXPECT_EQ(count(EventType::command_refused), 1);
+  EXPECT_EQ(h.core->status().patient_boluses_24h, 1u);
+  // After the lockout, a press gives the next one.
+  h.run(hours(3));
+  h.in.bolus_button = true;
+  h.run(seconds(1));
+  h.in.bolus_button = false;
+  EXPECT_EQ(count(EventType::bolus_started), 2);
+}
+
+}  // namespace
+}  // namespace thecal

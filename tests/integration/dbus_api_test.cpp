@@ -492,3 +492,20 @@ TEST_F(Api, HistoryAndEventsReadableByEveryone) {
 
 }  // namespace
 }  // namespace thecal::test
+
+namespace thecal::test {
+namespace {
+
+TEST_F(Api, TheBolusButtonAsksForAPatientBolus) {
+  ASSERT_NO_FATAL_FAILURE(infusing());
+  ASSERT_EQ(ctl({"fault", "bolus_button", "on"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return client->get_bool(kPump, "BolusActive"); }, 3000));
+  ASSERT_EQ(ctl({"fault", "bolus_button", "off"}).exit_code, 0);
+  EXPECT_EQ(client->get_u32(kPump, "PatientBolusesToday"), 1u);
+  bool from_button = false;
+  for (const auto& e : client->events()) from_button |= e.type == "bolus_started" && e.who == "bolus_button";
+  EXPECT_TRUE(from_button);
+}
+
+}  // namespace
+}  // namespace thecal::test
