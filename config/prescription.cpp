@@ -13,6 +13,8 @@
 
 namespace thecal::config {
 
+namespace {
+
 // ---- formatting for messages and the summary -----------------------------------------
 
 std::string format_mass(Mass m) {
@@ -44,8 +46,6 @@ std::string format_duration(Duration d) {
   if (us % to_usec(minutes(1)) == 0) return std::to_string(us / to_usec(minutes(1))) + " min";
   return format_number(to_seconds(d)) + " s";
 }
-
-namespace {
 
 constexpr std::size_t kMaxPatientId = 64;
 constexpr std::uint64_t kMaxBolusesPerDay = 1000;
