@@ -655,6 +655,10 @@ int PumpObject::attach(sd_bus* bus, sd_event* event) {
   }
   r = sd_event_add_time_relative(event, &timer_, CLOCK_MONOTONIC, kIdlePollUs, 0, on_timer, this);
   if (r < 0) return r;
+  // sd-event coalesces timers within their accuracy, 250 ms by default: the poll must
+  // fire on time, or every reply waits a quarter of a second.
+  r = sd_event_source_set_time_accuracy(timer_, 1);
+  if (r < 0) return r;
   r = sd_event_source_set_enabled(timer_, SD_EVENT_ON);
   if (r < 0) return r;
   (void)sd_event_source_set_description(timer_, "thecal-poll");
