@@ -266,6 +266,11 @@ std::optional<std::string> JournalKeeper::rewrite(const CoreState& s, std::uint6
   return std::nullopt;
 }
 
+std::optional<std::string> JournalKeeper::close_clean(const CoreState& s, const std::vector<LoggedEvent>& events) {
+  reserved_ = s.steps_issued;
+  return rewrite(s, s.steps_issued, events);
+}
+
 std::optional<std::string> JournalKeeper::checkpoint(const CoreState& s, std::uint64_t reserve_to) {
   std::vector<io::JournalWriter::Item> items = pending_events_;
   items.push_back({io::RecordType::state, encode_state_payload(clock_now(), s)});

@@ -99,6 +99,9 @@ class JournalKeeper {
   /// Starts a new journal with the retained events and `s`, reserving `reserve_to`
   /// (>= s.steps_issued); writes the unit marker.  Compaction uses it too.
   std::optional<std::string> rewrite(const CoreState& s, std::uint64_t reserve_to, const std::vector<LoggedEvent>& events);
+  /// At a clean stop (the loop has stopped, so its unused budget is provably unused):
+  /// a rewrite that reserves exactly what was issued.
+  std::optional<std::string> close_clean(const CoreState& s, const std::vector<LoggedEvent>& events);
   /// Appends a state record (and a reservation if `reserve_to` > reserved()), with the
   /// pending event records, and fsyncs once.  On success the reservation is durable.
   std::optional<std::string> checkpoint(const CoreState& s, std::uint64_t reserve_to);
