@@ -230,10 +230,10 @@ std::vector<std::uint8_t> encode_core_state(const CoreState& s) {
   }
   // The ledger: only buckets that hold mass.
   std::uint32_t n = 0;
-  for (const auto& b : s.ledger) n += (b.index >= 0 && b.pg > 0) ? 1 : 0;
+  for (const auto& b : s.ledger) n += (b.index != RollingLedger::kEmpty && b.pg > 0) ? 1 : 0;
   w.u32(n);
   for (const auto& b : s.ledger) {
-    if (b.index < 0 || b.pg <= 0) continue;
+    if (b.index == RollingLedger::kEmpty || b.pg <= 0) continue;
     w.i64(b.index);
     w.i64(b.pg);
   }
@@ -304,7 +304,7 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
   for (std::size_t i = 0, n = r.count(RollingLedger::kBuckets, "ledger buckets"); i < n && r.ok; ++i) {
     s->ledger[i].index = r.i64();
     s->ledger[i].pg = r.i64();
-    if (s->ledger[i].index < 0 || s->ledger[i].pg < 0) r.fail("negative ledger bucket");
+    if (s->ledger[i].index == RollingLedger::kEmpty || s->ledger[i].pg < 0) r.fail("bad ledger bucket");
   }
   s->battery_used_mAs = r.f64();
   s->jump_guard_until = r.opt_mono();

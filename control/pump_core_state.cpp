@@ -79,7 +79,7 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
   const std::int64_t k = ceil_div(to_usec(shift), minute);
   auto buckets = in.ledger;
   for (auto& b : buckets) {
-    if (b.index >= 0) b.index += k;
+    if (b.index != RollingLedger::kEmpty) b.index += k;
   }
   ledger_ = RollingLedger{};
   ledger_.restore(buckets, now.mono);

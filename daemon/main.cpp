@@ -275,6 +275,9 @@ int run(const Options& opt) {
     return 1;
   }
   auto plant = std::make_unique<io::SimPlant>(cfg.board);
+  if (auto e = plant->open_truth_file(cfg.state_dir + "/sim-plant-truth")) {
+    log_warning("No plant truth file: %s, ignoring", e->c_str());
+  }
   io::Backend* backend = plant.get();
   backend->safe_state();
   g_backend.store(backend);
