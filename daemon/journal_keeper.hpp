@@ -84,7 +84,7 @@ Recovery interpret(const std::optional<io::JournalScan>& scan, bool marker);
 
 class JournalKeeper {
  public:
-  static constexpr std::uint64_t kMinReservationSteps = 16;
+  static constexpr std::uint64_t kMinReservationSteps = 4;
   static constexpr std::uint64_t kMaxReservationSteps = 1200;
   static constexpr Duration kReservationHorizon = minutes(10);
   static constexpr std::uint64_t kCompactBytes = 2u << 20;
