@@ -19,6 +19,7 @@ enum class AlarmCode : std::uint8_t {
   hardware_fault,      // high: GPIO/ioctl failure at run time
   state_lost,          // high: journal missing/torn/corrupt at start
   battery_eos,         // high: end of service
+  storage_fault,       // high: the journal cannot be written (no reservation, no delivery)
   reservoir_low,       // medium
   battery_eri,         // medium: elective replacement indicator
   daily_limit,         // medium: basal held back at max_daily_dose
@@ -42,6 +43,7 @@ constexpr std::string_view to_string(AlarmCode c) {
     case AlarmCode::hardware_fault: return "hardware_fault";
     case AlarmCode::state_lost: return "state_lost";
     case AlarmCode::battery_eos: return "battery_eos";
+    case AlarmCode::storage_fault: return "storage_fault";
     case AlarmCode::reservoir_low: return "reservoir_low";
     case AlarmCode::battery_eri: return "battery_eri";
     case AlarmCode::daily_limit: return "daily_limit";
@@ -64,6 +66,7 @@ constexpr AlarmPriority priority_of(AlarmCode c) {
     case AlarmCode::reservoir_empty:
     case AlarmCode::hardware_fault:
     case AlarmCode::state_lost:
+    case AlarmCode::storage_fault:
     case AlarmCode::battery_eos: return AlarmPriority::high;
     case AlarmCode::reservoir_low:
     case AlarmCode::battery_eri:
@@ -104,6 +107,7 @@ constexpr AlarmLatch latch_of(AlarmCode c) {
     case AlarmCode::hardware_fault:
     case AlarmCode::battery_eos: return AlarmLatch::latched;
     case AlarmCode::state_lost:
+    case AlarmCode::storage_fault:
     case AlarmCode::refill_discrepancy:
     case AlarmCode::restart:
     case AlarmCode::prescription_rejected:
@@ -128,6 +132,7 @@ constexpr std::string_view alarm_message(AlarmCode c) {
     case AlarmCode::hardware_fault: return "hardware I/O failure, motor stopped";
     case AlarmCode::state_lost: return "therapy state lost (journal missing or corrupt), pump stopped";
     case AlarmCode::battery_eos: return "battery end of service, motor stopped";
+    case AlarmCode::storage_fault: return "the journal cannot be written (disk full or I/O error): no new delivery budget, pump stopped";
     case AlarmCode::reservoir_low: return "reservoir low: refill soon";
     case AlarmCode::battery_eri: return "battery elective replacement indicator";
     case AlarmCode::daily_limit: return "rolling 24 h dose limit reached: basal held back";

@@ -28,7 +28,8 @@ enum class CommandKind : std::uint8_t {
   replace_battery,
   grant_budget,       // steps: the journal reserved this much more (SPEC S7)
   raise_alarm,        // alarm: raised by the daemon (restart, prescription_rejected,
-                      // state_lost, hardware_fault); high ones stop delivery
+                      // state_lost, storage_fault); high ones stop delivery
+  export_state,       // nothing but the state copy into state_out (journal checkpoint)
 };
 
 constexpr std::string_view to_string(CommandKind k) {
@@ -46,6 +47,7 @@ constexpr std::string_view to_string(CommandKind k) {
     case CommandKind::replace_battery: return "replace_battery";
     case CommandKind::grant_budget: return "grant_budget";
     case CommandKind::raise_alarm: return "raise_alarm";
+    case CommandKind::export_state: return "export_state";
   }
   return "unknown";
 }
@@ -55,6 +57,8 @@ struct Caller {
   std::uint32_t uid = 0;
   bool clinician = false;  // may acknowledge high alarms
 };
+
+struct CoreState;
 
 struct Command {
   std::uint64_t id = 0;
@@ -71,6 +75,10 @@ struct Command {
   /// Prime only fills the room the core believes is left, so it never pushes a full
   /// catheter's drug into the patient at the priming rate.
   bool catheter_replaced = false;
+  /// Any command: after applying it (refused or not) the core copies its whole state here
+  /// (owned by the sender until the reply comes back).  The daemon journals that copy and
+  /// only then replies on D-Bus, so an acknowledged programming act is durable (SPEC S7).
+  CoreState* state_out = nullptr;
 };
 
 enum class Refusal : std::uint8_t {

@@ -325,8 +325,10 @@ Reply PumpCore::apply(const Command& cmd, Now now) {
       budget_exhausted_logged_ = false;
       r.id = cmd.id;
       break;
+    case CommandKind::export_state: r.id = cmd.id; break;
   }
   publish(now, true);
+  if (cmd.state_out != nullptr) export_state(*cmd.state_out, now);
   return r;
 }
 
@@ -610,7 +612,8 @@ Reply PumpCore::do_raise_alarm(const Command& cmd, Now now) {
   switch (cmd.alarm) {
     case AlarmCode::restart:
     case AlarmCode::prescription_rejected:
-    case AlarmCode::state_lost: break;
+    case AlarmCode::state_lost:
+    case AlarmCode::storage_fault: break;
     default: return refuse(cmd, now, Refusal::out_of_range, "the core raises that alarm by itself");
   }
   raise_alarm(cmd.alarm, now);

@@ -34,6 +34,7 @@
 #include "control/board_params.hpp"
 #include "control/catheter.hpp"
 #include "control/command.hpp"
+#include "control/core_state.hpp"
 #include "control/event.hpp"
 #include "control/io_types.hpp"
 #include "control/pump_state.hpp"
@@ -45,11 +46,6 @@
 #include "control/time.hpp"
 
 namespace thecal {
-
-struct Now {
-  MonoTime mono;
-  WallTime wall;
-};
 
 class PumpCore {
  public:
@@ -95,6 +91,17 @@ class PumpCore {
 
   /// Steps the journal still allows (SPEC S7): the loop never steps past it.
   [[nodiscard]] Steps budget() const { return budget_; }
+
+  /// Copies the whole persistent state (control/core_state.hpp) into `out`, as of `now`
+  /// (the time of the last apply/tick).  No allocation: safe in the dosing thread.
+  void export_state(CoreState& out, Now now) const;
+  /// Replaces the whole state with `in` (journal recovery, therapy import), its monotonic
+  /// times moved onto the new clock by `clock` (never later than they really were: see
+  /// RestoreClock), then counts `unconfirmed_steps` as pumped at `clock.now`: reservoir
+  /// down, catheter pushed, the mass leaving the tip into the rolling 24 h (SPEC S7).
+  /// A pump that was priming comes back suspended; the budget starts at zero.  Main
+  /// thread only, before the dosing loop runs.
+  RestoreReport restore_state(const CoreState& in, const RestoreClock& clock, std::int64_t unconfirmed_steps);
 
   /// The plan in force (nullptr without one).
   [[nodiscard]] const TherapyPlan* plan() const { return plan_ ? &*plan_ : nullptr; }

@@ -113,7 +113,7 @@ void RollingLedger::restore(const std::array<Bucket, kBuckets>& b, MonoTime now)
   next_to_expire_ = first;
   started_ = true;
   for (const auto& x : b) {
-    if (x.index < 0 || x.pg <= 0) continue;
+    if (x.index == kEmpty || x.pg <= 0) continue;
     // A bucket stamped after `now` cannot have happened yet on this clock: count it now
     // (over-count, never under-count).  One already out of the window is forgotten.
     const std::int64_t idx = std::min(x.index, latest_minute_);

@@ -43,8 +43,11 @@ class RollingLedger {
   /// Mass in picograms, rounded down (a limit).
   static std::int64_t to_pg_floor(Mass m);
 
+  /// The index of an empty bucket (minute numbers may be negative: a restored ledger's
+  /// minutes can lie before the new run's clock zero).
+  static constexpr std::int64_t kEmpty = std::numeric_limits<std::int64_t>::min();
   struct Bucket {
-    std::int64_t index = -1;  // minute number on the monotonic clock, -1: empty
+    std::int64_t index = kEmpty;  // minute number on the monotonic clock
     std::int64_t pg = 0;      // mass in picograms
   };
   [[nodiscard]] const std::array<Bucket, kBuckets>& buckets() const { return buckets_; }

@@ -35,4 +35,10 @@ constexpr WallTime wall_us(std::int64_t us) { return WallTime{Duration{us}}; }
 constexpr std::int64_t to_usec(MonoTime t) { return t.time_since_epoch().count(); }
 constexpr std::int64_t to_usec(WallTime t) { return t.time_since_epoch().count(); }
 
+/// The time of one control step, on both clocks (the caller reads them, the core never does).
+struct Now {
+  MonoTime mono;
+  WallTime wall;
+};
+
 }  // namespace thecal

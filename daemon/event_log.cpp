@@ -43,6 +43,12 @@ void EventLog::append(LoggedEvent e, int syslog_priority) {
                           "THECAL_DETAIL=%s", e.detail.c_str(), "THECAL_TIME_USEC=%lld",
                           static_cast<long long>(e.wall_us), nullptr);
   }
+  if (on_append) on_append(e);
+  events_.push_back(std::move(e));
+  while (events_.size() > capacity_) events_.pop_front();
+}
+
+void EventLog::restore(LoggedEvent e) {
   events_.push_back(std::move(e));
   while (events_.size() > capacity_) events_.pop_front();
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,11 @@ class EventLog {
       : capacity_(capacity), to_journal_(to_journal) {}
 
   void append(LoggedEvent e, int syslog_priority = 6);
+  /// Puts back an event recovered from the thecal journal (not sent to systemd again, not
+  /// passed to on_append).
+  void restore(LoggedEvent e);
+  /// Called with every appended event (the journal keeper records it: SPEC S11).
+  std::function<void(const LoggedEvent&)> on_append;
   /// Events at or after `since_us`, oldest first, at most `max`.
   [[nodiscard]] std::vector<LoggedEvent> since(std::int64_t since_us, std::uint32_t max) const;
   [[nodiscard]] std::size_t size() const { return events_.size(); }

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,7 @@
 #include "daemon/delivery_history.hpp"
 #include "daemon/dosing_loop.hpp"
 #include "daemon/event_log.hpp"
+#include "daemon/journal_keeper.hpp"
 #include "daemon/log.hpp"
 #include "daemon/loop_clock.hpp"
 #include "dbus/pump_object.hpp"
@@ -205,6 +207,65 @@ int on_status_timer(sd_event_source* s, std::uint64_t usec, void* userdata) {
   return 0;
 }
 
+/// Restores the core from the journal (or starts a fresh unit), raises state_lost when the
+/// journal was missing, torn or corrupt, and makes the first reservation durable before
+/// granting it.  False only if the journal cannot be written at all at start.
+bool recover_state(daemon::JournalKeeper& journal, PumpCore& core, daemon::DosingLoop& loop, daemon::EventLog& events) {
+  const daemon::Recovery rec = journal.recover();
+  const Now now = loop.now();
+  for (const auto& e : rec.events) events.restore(e);
+  const auto who = std::string("pump");
+  if (rec.state) {
+    const Duration elapsed = daemon::assumed_elapsed(rec.clock, journal.clock_now());
+    const RestoreReport rep = core.restore_state(*rec.state, RestoreClock{now, elapsed}, rec.unconfirmed);
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "state restored from the journal (%zu records): %s, %lld reserved steps not confirmed counted as "
+                  "delivered (%.3f mcg at the tip), %s; %s",
+                  rec.records, std::string(to_string(core.state())).c_str(), static_cast<long long>(rep.unconfirmed_steps),
+                  to_mcg(rep.unconfirmed_mass),
+                  rec.clock.boot_id == journal.clock_now().boot_id ? "same boot" : "after a reboot: no time assumed to have passed",
+                  core.state() == PumpState::infusing && rec.kind == daemon::Recovery::Kind::restored
+                      ? "therapy resumes"
+                      : "therapy does not resume by itself");
+    log_notice("%s", buf);
+    events.append({to_usec(now.wall), "journal_restored", who, buf}, 5);
+    if (rep.priming_interrupted) {
+      events.append({to_usec(now.wall), "priming_interrupted", who, "priming was interrupted by the restart: prime again"}, 4);
+    }
+  } else if (rec.kind == daemon::Recovery::Kind::fresh) {
+    log_notice("No journal in the state directory: a new unit");
+    events.append({to_usec(now.wall), "journal_created", who, "new unit: empty state directory"}, 5);
+  }
+  if (rec.kind == daemon::Recovery::Kind::lost) {
+    log_error("Therapy state lost: %s", rec.explanation.c_str());
+    events.append({to_usec(now.wall), "state_lost", who, rec.explanation}, 2);
+    Command c;
+    c.kind = CommandKind::raise_alarm;
+    c.caller = {kSystemUid, false};
+    c.alarm = AlarmCode::state_lost;
+    (void)core.apply(c, now);
+  }
+  auto s = std::make_unique<CoreState>();
+  core.export_state(*s, now);
+  const std::uint64_t target = s->steps_issued + journal.reservation_steps(core.status().pump_rate);
+  if (auto e = journal.rewrite(*s, target, events.since(0, std::numeric_limits<std::uint32_t>::max()))) {
+    log_error("Cannot write the journal in the state directory: %s; the pump cannot deliver", e->c_str());
+    Command c;
+    c.kind = CommandKind::raise_alarm;
+    c.caller = {kSystemUid, false};
+    c.alarm = AlarmCode::storage_fault;
+    (void)core.apply(c, now);
+    return true;
+  }
+  Command g;
+  g.kind = CommandKind::grant_budget;
+  g.caller = {kSystemUid, false};
+  g.steps = Steps{static_cast<std::int64_t>(journal.reserved() - s->steps_issued)};
+  if (g.steps.count > 0) (void)core.apply(g, now);
+  return true;
+}
+
 int run(const Options& opt) {
   auto loaded = load_config(opt.config);
   if (!loaded) return 1;
@@ -230,6 +291,9 @@ int run(const Options& opt) {
              board->max_steps_per_cycle());
   } else {
     plant = std::make_unique<io::SimPlant>(cfg.board);
+    if (auto e = plant->open_truth_file(cfg.state_dir + "/sim-plant-truth")) {
+      log_warning("No plant truth file: %s, ignoring", e->c_str());
+    }
     backend = plant.get();
   }
   backend->safe_state();
@@ -260,6 +324,14 @@ int run(const Options& opt) {
   daemon::EventLog events;
   daemon::DeliveryHistory history;
 
+  // SPEC S7: recover the state before the loop may deliver, then reserve with an fsync.
+  const char* boot_id_path = std::getenv("THECAL_BOOT_ID_PATH");  // tests of S8 only
+  daemon::JournalKeeper journal(io::real_file_ops(), cfg.state_dir, cfg.board,
+                                boot_id_path != nullptr ? boot_id_path : "/proc/sys/kernel/random/boot_id");
+  if (!recover_state(journal, core, loop, events)) return 1;
+  const bool restored_plan = core.plan() != nullptr;
+  events.on_append = [&journal](const daemon::LoggedEvent& e) { journal.add_event(e); };
+
   dbus::PumpContext ctx;
   ctx.config = cfg;
   ctx.drugs = loaded->drugs;
@@ -267,7 +339,10 @@ int run(const Options& opt) {
   ctx.sim = plant.get();
   ctx.events = &events;
   ctx.history = &history;
+  ctx.journal = &journal;
+  ctx.journal_writes = journal.fsyncs();
   dbus::PumpObject object(std::move(ctx));
+  object.set_granted(static_cast<std::int64_t>(core.budget().count + static_cast<std::int64_t>(core.status().steps_issued)));
 
   sd_event* event = nullptr;
   int r = sd_event_default(&event);
@@ -306,7 +381,7 @@ int run(const Options& opt) {
   }
   events.append({to_usec(loop.now().wall), "daemon_started", "pump", "thecald " THECAL_VERSION " started"}, 5);
   object.raise_alarm(AlarmCode::restart);  // low, information (S5): the controller (re)started
-  object.load_stored_prescription();
+  if (!restored_plan) object.load_stored_prescription();
 
   if (sd_watchdog_enabled(0, &rt.watchdog_usec) > 0 && rt.watchdog_usec > 0) {
     std::uint64_t now = 0;
@@ -331,6 +406,16 @@ int run(const Options& opt) {
   object.poll();
   object.fail_pending("the pump daemon is shutting down");
   events.append({to_usec(loop.now().wall), "daemon_stopped", "pump", "stopped, motor disabled"}, 5);
+  {
+    // The loop has stopped: the budget it did not use is released (a clean stop over-counts
+    // nothing), and the journal is compacted.
+    auto last = std::make_unique<CoreState>();
+    core.export_state(*last, Now{core.status().mono, core.status().wall});
+    if (auto e = journal.close_clean(*last, events.since(0, std::numeric_limits<std::uint32_t>::max()))) {
+      log_error("Failed to write the final journal snapshot: %s (the next start counts the last reservation as delivered)",
+                e->c_str());
+    }
+  }
   rt.watchdog = sd_event_source_disable_unref(rt.watchdog);
   rt.status_timer = sd_event_source_disable_unref(rt.status_timer);
   object.detach();

@@ -69,6 +69,8 @@ struct PumpObject::Pending {
   std::unique_ptr<TherapyPlan> plan;  // freed when the reply comes back
   std::string store_path;             // prescription to commit on success
   bool internal = false;              // issued by the daemon itself (no D-Bus reply)
+  std::unique_ptr<CoreState> state;   // the core's state after the command (journal)
+  std::int64_t grant = 0;             // grant_budget: the steps granted
   ~Pending() {
     if (msg != nullptr) sd_bus_message_unref(msg);
   }
@@ -92,6 +94,10 @@ int PumpObject::submit(sd_bus_message* m, Command cmd, std::unique_ptr<Pending> 
   cmd.id = next_id_++;
   p->kind = cmd.kind;
   if (p->plan) cmd.plan = p->plan.get();
+  if (ctx_.journal != nullptr && cmd.kind != CommandKind::grant_budget) {
+    p->state = std::make_unique<CoreState>();
+    cmd.state_out = p->state.get();
+  }
   if (!ctx_.loop->post(cmd)) {
     if (!p->store_path.empty()) io::discard_temp(p->store_path);
     return sd_bus_error_set(err, kErrInvalidState, "The dosing thread is busy; try again");
@@ -710,6 +716,36 @@ void PumpObject::raise_alarm(AlarmCode code) {
 }
 
 void PumpObject::grant_budget_if_needed() {
+  if (ctx_.journal != nullptr) {
+    daemon::JournalKeeper& j = *ctx_.journal;
+    post_grant();
+    if (checkpoint_in_flight_) return;
+    const auto size = static_cast<std::int64_t>(j.reservation_steps(status_.pump_rate));
+    const auto left = static_cast<std::int64_t>(j.reserved()) - static_cast<std::int64_t>(status_.steps_issued);
+    bool want = checkpoint_wanted_ || left < size / 2 || j.needs_compaction();
+    if (!j.healthy()) {
+      // Try a rewrite into a new file now and then (it clears a poisoned journal).
+      const std::int64_t now_us = daemon::real_monotonic_us();
+      want = now_us - last_rewrite_try_us_ >= 10'000'000;
+      if (want) last_rewrite_try_us_ = now_us;
+    }
+    if (!want) {
+      if (j.healthy()) {
+        if (auto e = j.flush_events()) log_warning("Failed to write event records to the journal: %s", e->c_str());
+      }
+      return;
+    }
+    Command cmd;
+    cmd.kind = CommandKind::export_state;
+    cmd.caller = {kSystemUid, false};
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    if (submit(nullptr, cmd, nullptr, &e) > 0) {
+      checkpoint_in_flight_ = true;
+      checkpoint_wanted_ = false;
+    }
+    sd_bus_error_free(&e);
+    return;
+  }
   if (budget_in_flight_) return;
   const auto left = granted_steps_ - static_cast<std::int64_t>(status_.steps_issued);
   if (left > kBudgetGrant / 2) return;
@@ -725,6 +761,51 @@ void PumpObject::grant_budget_if_needed() {
   sd_bus_error_free(&e);
 }
 
+void PumpObject::post_grant() {
+  // Grants exactly what the journal holds durably and the core does not have yet.
+  if (ctx_.journal == nullptr || budget_in_flight_) return;
+  const auto delta = static_cast<std::int64_t>(ctx_.journal->reserved()) - granted_steps_;
+  if (delta <= 0) return;
+  auto p = std::make_unique<Pending>();
+  p->grant = delta;
+  Command cmd;
+  cmd.kind = CommandKind::grant_budget;
+  cmd.caller = {kSystemUid, false};
+  cmd.steps = Steps{delta};
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  if (submit(nullptr, cmd, std::move(p), &e) > 0) {
+    budget_in_flight_ = true;
+    granted_steps_ += delta;
+  }
+  sd_bus_error_free(&e);
+}
+
+std::optional<std::string> PumpObject::journal_state(const CoreState& s) {
+  daemon::JournalKeeper& j = *ctx_.journal;
+  VolumeRate rate = status_.pump_rate;
+  const std::uint64_t target = s.steps_issued + j.reservation_steps(rate);
+  std::optional<std::string> err;
+  if (j.needs_compaction() || !j.healthy()) {
+    err = j.rewrite(s, target, ctx_.events->since(0, std::numeric_limits<std::uint32_t>::max()));
+  } else {
+    err = j.checkpoint(s, target);
+  }
+  ctx_.journal_writes = j.fsyncs();
+  if (err) {
+    log_error("Journal write failed: %s; no new delivery budget", err->c_str());
+    if (!storage_fault_raised_) {
+      storage_fault_raised_ = true;
+      raise_alarm(AlarmCode::storage_fault);
+    }
+    return err;
+  }
+  storage_fault_raised_ = false;
+  post_grant();
+  return std::nullopt;
+}
+
+void PumpObject::set_granted(std::int64_t steps) { granted_steps_ = steps; }
+
 void PumpObject::handle_reply(const Reply& r) {
   auto it = pending_.find(r.id);
   if (it == pending_.end()) return;
@@ -732,7 +813,22 @@ void PumpObject::handle_reply(const Reply& r) {
   pending_.erase(it);
   if (p->kind == CommandKind::grant_budget) {
     budget_in_flight_ = false;
-    if (!r.ok()) granted_steps_ -= kBudgetGrant;
+    if (!r.ok()) granted_steps_ -= ctx_.journal != nullptr ? p->grant : kBudgetGrant;
+  }
+  if (p->kind == CommandKind::export_state) checkpoint_in_flight_ = false;
+  // SPEC S7: a programming act is durable before its reply.  Refused commands changed
+  // nothing but the event log (whose records go with the next write).
+  if (p->state && ctx_.journal != nullptr && (r.ok() || p->kind == CommandKind::export_state)) {
+    if (auto e = journal_state(*p->state)) {
+      if (p->msg != nullptr) {
+        (void)sd_bus_reply_method_errorf(p->msg, kErrInvalidState,
+                                         "%s was applied but could not be made durable (%s): the pump is stopped "
+                                         "with the storage_fault alarm",
+                                         std::string(to_string(p->kind)).c_str(), e->c_str());
+        if (!p->store_path.empty()) (void)io::commit_temp(p->store_path);
+        return;
+      }
+    }
   }
   if (!p->store_path.empty()) {
     if (r.ok()) {
@@ -830,6 +926,9 @@ void PumpObject::poll() {
     if (e.type == EventType::state_changed || e.type == EventType::alarm_raised || e.type == EventType::alarm_cleared) {
       state_changed = true;
     }
+    // Anything that changed the therapy state is journaled at once (a crash must not bring
+    // back, say, an infusing pump that an occlusion had stopped).
+    if (e.type != EventType::budget_exhausted && e.type != EventType::command_refused) checkpoint_wanted_ = true;
     handle_event(e);
   });
   if (ctx_.loop->latest_status(status_)) {

@@ -23,6 +23,7 @@
 #include "daemon/delivery_history.hpp"
 #include "daemon/dosing_loop.hpp"
 #include "daemon/event_log.hpp"
+#include "daemon/journal_keeper.hpp"
 #include "io/sim_plant.hpp"
 
 namespace thecal::dbus {
@@ -41,6 +42,10 @@ struct PumpContext {
   daemon::EventLog* events = nullptr;
   daemon::DeliveryHistory* history = nullptr;
   std::uint64_t journal_writes = 0;
+  /// The journal (SPEC S7).  With it, step budgets come only from fsynced reservations and
+  /// every programming act is durable before its reply; without it (tests of this object
+  /// alone) the legacy fixed grants apply.
+  daemon::JournalKeeper* journal = nullptr;
 };
 
 class PumpObject {
@@ -70,6 +75,8 @@ class PumpObject {
   void fail_pending(const char* why);
 
   [[nodiscard]] const Status& status() const { return status_; }
+  /// The steps the core already holds at start (granted before the loop ran).
+  void set_granted(std::int64_t steps);
 
   // sd-bus callbacks (static trampolines in the .cpp call these).
   struct Pending;
@@ -82,6 +89,11 @@ class PumpObject {
   void emit_changed_properties(bool force_fast);
   void grant_budget_if_needed();
   void arm_timer(bool fast);
+  /// Journals `s` (a checkpoint, or a rewrite when the file is large or unhealthy) with a
+  /// reservation sized for the current pump rate; grants what became durable.  Returns an
+  /// error text if it could not be made durable (storage_fault is raised then).
+  std::optional<std::string> journal_state(const CoreState& s);
+  void post_grant();
 
   PumpContext ctx_;
   sd_bus* bus_ = nullptr;
@@ -94,6 +106,10 @@ class PumpObject {
   std::int64_t last_fast_emit_us_ = 0;
   std::int64_t granted_steps_ = 0;
   bool budget_in_flight_ = false;
+  bool checkpoint_in_flight_ = false;
+  bool checkpoint_wanted_ = false;
+  bool storage_fault_raised_ = false;
+  std::int64_t last_rewrite_try_us_ = 0;
 
  public:
   // Accessed by the vtable callbacks.

@@ -1,6 +1,13 @@
 #include "io/sim_plant.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
+#include <cstring>
 
 namespace thecal::io {
 
@@ -44,7 +51,55 @@ void SimPlant::write(const Actuation& out, MonoTime /*now*/) noexcept {
   steps_.fetch_add(out.steps, std::memory_order_relaxed);
   true_ul_.store(true_ul_.load(std::memory_order_relaxed) + to_uL(board_.volume_per_step) * out.steps,
                  std::memory_order_relaxed);
+  if (truth_steps_ != nullptr) *truth_steps_ = *truth_steps_ + out.steps;
   if (!fault(SimFault::encoder_failure)) encoder_steps_ += out.steps;
+}
+
+namespace {
+constexpr std::size_t kTruthSize = 24;
+constexpr char kTruthMagic[8] = {'T', 'H', 'E', 'C', 'A', 'L', 'T', 'R'};
+}  // namespace
+
+SimPlant::~SimPlant() {
+  if (truth_map_ != nullptr) ::munmap(truth_map_, kTruthSize);
+}
+
+std::optional<std::string> SimPlant::open_truth_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return "cannot open " + path + ": " + std::strerror(errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || (st.st_size != 0 && st.st_size != static_cast<off_t>(kTruthSize)) ||
+      (st.st_size == 0 && ::ftruncate(fd, kTruthSize) != 0)) {
+    ::close(fd);
+    return path + " is not a plant truth file";
+  }
+  void* m = ::mmap(nullptr, kTruthSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED) return "cannot map " + path + ": " + std::strerror(errno);
+  auto* bytes = static_cast<char*>(m);
+  if (st.st_size == 0) {
+    std::memcpy(bytes, kTruthMagic, 8);
+    const double vps = to_uL(board_.volume_per_step);
+    std::memcpy(bytes + 16, &vps, 8);
+  } else if (std::memcmp(bytes, kTruthMagic, 8) != 0) {
+    ::munmap(m, kTruthSize);
+    return path + " is not a plant truth file";
+  }
+  truth_map_ = m;
+  truth_steps_ = reinterpret_cast<volatile std::uint64_t*>(bytes + 8);
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> SimPlant::read_truth_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[kTruthSize];
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(kTruthSize) || std::memcmp(buf, kTruthMagic, 8) != 0) return std::nullopt;
+  std::uint64_t v = 0;
+  std::memcpy(&v, buf + 8, 8);
+  return v;
 }
 
 void SimPlant::safe_state() noexcept { enabled_.store(false, std::memory_order_relaxed); }

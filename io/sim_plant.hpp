@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "control/board_params.hpp"
@@ -29,6 +30,16 @@ std::optional<SimFault> sim_fault_from_string(std::string_view s);
 class SimPlant final : public Backend {
  public:
   explicit SimPlant(const BoardParams& board) : board_(board) {}
+  ~SimPlant() override;
+
+  /// The plant's own record of every step it pumped, outside the journal (issue 7's crash
+  /// campaign compares the two): a small file mapped shared, whose cumulative step count
+  /// the dosing thread updates with a plain store after each cycle's steps (no syscall; it
+  /// survives the process being killed).  Layout: "THECALTR", u64 steps, f64 uL per step.
+  /// Continues the count found in an existing file.  Error text on failure.
+  std::optional<std::string> open_truth_file(const std::string& path);
+  /// Reads a truth file's step count (tests); nullopt if it is not one.
+  static std::optional<std::uint64_t> read_truth_file(const std::string& path);
 
   SensorInputs read(MonoTime now) noexcept override;
   void write(const Actuation& out, MonoTime now) noexcept override;
@@ -49,6 +60,8 @@ class SimPlant final : public Backend {
   std::atomic<std::uint64_t> steps_{0};
   std::atomic<bool> enabled_{false};
   std::uint64_t encoder_steps_ = 0;  // steps the encoder has seen (dosing thread only)
+  volatile std::uint64_t* truth_steps_ = nullptr;  // in the mapped truth file
+  void* truth_map_ = nullptr;
 };
 
 }  // namespace thecal::io

@@ -1,0 +1,114 @@
+// The dosing core's complete persistent state (SPEC S7): everything a restart needs to go
+// on keeping every limit the core was keeping, as one plain value.
+//
+//   PumpCore::export_state(out, now)   fills it (no allocation: the caller owns `out`)
+//   PumpCore::restore_state(in, r)     puts it back, mapping its monotonic times onto the
+//                                      new clock conservatively (see RestoreClock)
+//   encode_core_state / decode_core_state   a versioned, bounds-checked binary form for
+//                                      the journal (io/journal.hpp) and the therapy export
+//
+// What is deliberately NOT kept: steps due but not yet issued and the step accumulator's
+// fraction (dropped, never owed: at most one step), the flow monitor's window (it starts
+// again), the buzzer phase, and the journal budget (a restart starts with none: the daemon
+// reserves anew before the loop may step).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/container/static_vector.hpp>
+
+#include "control/catheter.hpp"
+#include "control/event.hpp"
+#include "control/pump_state.hpp"
+#include "control/rolling_ledger.hpp"
+#include "control/status.hpp"
+#include "control/therapy_plan.hpp"
+#include "control/time.hpp"
+#include "control/units.hpp"
+
+namespace thecal {
+
+inline constexpr std::size_t kCoreMaxPatientStarts = 64;
+
+struct CoreBolusState {
+  bool active = false;
+  Mass dose;
+  MassRate rate;
+  MonoTime start{};
+  MonoTime end{};
+  Mass programmed;
+  Mass held;
+  std::uint32_t uid = kSystemUid;
+};
+
+struct CoreState {
+  // When it was captured, on the core's clocks.
+  MonoTime mono{};
+  WallTime wall{};
+
+  PumpState state = PumpState::idle;
+  std::optional<TherapyPlan> plan;
+  Concentration reservoir_conc;
+  Volume reservoir;
+  Volume catheter_capacity;
+  boost::container::static_vector<Catheter::Segment, Catheter::kMaxSegments> catheter;
+  std::array<RollingLedger::Bucket, RollingLedger::kBuckets> ledger{};
+  double battery_used_mAs = 0.0;
+
+  std::optional<MonoTime> jump_guard_until;
+  Duration pre_jump_offset{0};
+  std::optional<MonoTime> suspend_until;
+  std::optional<MonoTime> trial_end_mono;
+  bool trial_end_logged = false;
+  Volume prime_left;  // priming volume not yet stepped (a restart does not resume priming)
+
+  std::array<CoreBolusState, 3> boluses{};  // index: BolusSource
+  boost::container::static_vector<MonoTime, kCoreMaxPatientStarts> patient_starts;
+  std::array<std::int64_t, kMaxPeriodicDoses> periodic_last_day{};
+  std::array<std::optional<MonoTime>, kMaxPeriodicDoses> periodic_last_fired{};
+
+  std::array<AlarmStatus, kAlarmCount> alarms{};
+  bool daily_hold = false;
+
+  Mass total_mass;
+  Volume total_volume;
+  Volume programmed_volume;
+  Volume dropped_volume;
+  std::uint64_t steps_dropped = 0;
+  std::uint64_t steps_issued = 0;
+  Volume pumped_since_refill;
+  Volume last_fill;
+  bool has_filled = false;
+  double refill_accuracy = 0.0;  // NaN until measured
+};
+
+/// How a restored state's monotonic times map onto the new run's clock.  The new run
+/// believes `elapsed` has passed since the state was captured; it must never be more than
+/// really passed (a ledger entry or a lockout start then looks younger than it is: the
+/// ledger over-counts and lockouts last longer, never the other way).  The daemon takes
+/// the monotonic difference within one boot and zero across a reboot (docs/journal.md).
+struct RestoreClock {
+  Now now;                  // the new run's time
+  Duration elapsed{0};      // assumed time since `CoreState::mono`, >= 0
+};
+
+/// What restore_state did, for the daemon's log.
+struct RestoreReport {
+  Duration shift{0};             // added to every monotonic time of the state
+  std::int64_t unconfirmed_steps = 0;  // counted as pumped at `now`
+  Mass unconfirmed_mass;         // their mass at the tip, added to the ledger at `now`
+  bool priming_interrupted = false;
+};
+
+/// Binary form: versioned, every length and enum checked on decode.
+inline constexpr std::uint32_t kCoreStateFormat = 1;
+std::vector<std::uint8_t> encode_core_state(const CoreState& s);
+/// nullopt with `err` set if the bytes are not a valid state of a known format.
+std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* err);
+
+}  // namespace thecal

@@ -1,0 +1,174 @@
+// PumpCore: export and restore of the whole persistent state (SPEC S7, issue 7).
+#include <algorithm>
+#include <cmath>
+
+#include "control/pump_core.hpp"
+
+namespace thecal {
+
+namespace {
+
+/// ceil(a / b) for b > 0, any sign of a.
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  const std::int64_t q = a / b;
+  return (a % b != 0 && a > 0) ? q + 1 : q;
+}
+
+}  // namespace
+
+void PumpCore::export_state(CoreState& out, Now now) const {
+  out.mono = now.mono;
+  out.wall = now.wall;
+  out.state = state_;
+  out.plan = plan_;
+  out.reservoir_conc = reservoir_conc_;
+  out.reservoir = reservoir_;
+  out.catheter_capacity = catheter_.capacity();
+  out.catheter = catheter_.segments();
+  out.ledger = ledger_.buckets();
+  out.battery_used_mAs = battery_.used_mAs();
+  out.jump_guard_until = jump_guard_until_;
+  out.pre_jump_offset = pre_jump_offset_;
+  out.suspend_until = suspend_until_;
+  out.trial_end_mono = trial_end_mono_;
+  out.trial_end_logged = trial_end_logged_;
+  out.prime_left = prime_prog_left_ + step_volume() * static_cast<double>(std::max<std::int64_t>(0, prime_steps_left_));
+  for (std::size_t i = 0; i < boluses_.size(); ++i) {
+    const auto& b = boluses_[i];
+    out.boluses[i] = CoreBolusState{b.active, b.dose, b.rate, b.start, b.end, b.programmed, b.held, b.uid};
+  }
+  out.patient_starts.clear();
+  for (const auto t : patient_starts_) out.patient_starts.push_back(t);
+  out.periodic_last_day = periodic_last_day_;
+  out.periodic_last_fired = periodic_last_fired_;
+  out.alarms = alarms_;
+  out.daily_hold = daily_hold_;
+  out.total_mass = total_mass_;
+  out.total_volume = total_volume_;
+  out.programmed_volume = programmed_volume_;
+  out.dropped_volume = dropped_volume_ + pending_volume();  // what is due now is never owed
+  out.steps_dropped = steps_dropped_;
+  out.steps_issued = steps_issued_;
+  out.pumped_since_refill = pumped_since_refill_;
+  out.last_fill = last_fill_;
+  out.has_filled = has_filled_;
+  out.refill_accuracy = refill_accuracy_;
+}
+
+RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& clock, std::int64_t unconfirmed_steps) {
+  RestoreReport rep;
+  const Now now = clock.now;
+  const Duration elapsed = std::max(Duration{0}, clock.elapsed);
+  const Duration shift = (now.mono - elapsed) - in.mono;
+  rep.shift = shift;
+  auto mv = [&](MonoTime t) { return t + shift; };
+  auto mv_opt = [&](const std::optional<MonoTime>& t) -> std::optional<MonoTime> {
+    if (!t) return std::nullopt;
+    return *t + shift;
+  };
+
+  state_ = in.state;
+  plan_ = in.plan;
+  reservoir_conc_ = in.reservoir_conc;
+  reservoir_ = in.reservoir;
+  catheter_.set_capacity(in.catheter_capacity);
+  catheter_.restore(in.catheter);
+  // Ledger buckets move by whole minutes, rounded towards later: a bucket never leaves the
+  // window before its mass really would have.
+  const std::int64_t minute = to_usec(RollingLedger::kBucket);
+  const std::int64_t k = ceil_div(to_usec(shift), minute);
+  auto buckets = in.ledger;
+  for (auto& b : buckets) {
+    if (b.index != RollingLedger::kEmpty) b.index += k;
+  }
+  ledger_ = RollingLedger{};
+  ledger_.restore(buckets, now.mono);
+  battery_.restore(in.battery_used_mAs);
+  budget_ = Steps{0};
+  budget_exhausted_logged_ = false;
+
+  last_ = now.mono;
+  last_tick_ = now.mono;
+  // The wall offset the new clock should show if exactly `elapsed` has passed on both
+  // clocks; the check below logs (and guards, S8) any difference as a wall-clock jump.
+  wall_offset_ = (in.wall - WallTime{}) - ((in.mono + shift) - MonoTime{});
+  jump_guard_until_ = mv_opt(in.jump_guard_until);
+  pre_jump_offset_ = in.pre_jump_offset - shift;
+  due_steps_ = 0;
+  acc_.reset();
+  tokens_ = 1.0;
+  prime_prog_left_ = uL(0);
+  prime_steps_left_ = 0;
+  suspend_until_ = mv_opt(in.suspend_until);
+  trial_end_mono_ = mv_opt(in.trial_end_mono);
+  trial_end_logged_ = in.trial_end_logged;
+  for (std::size_t i = 0; i < boluses_.size(); ++i) {
+    const auto& b = in.boluses[i];
+    boluses_[i] = ActiveBolus{b.active, b.dose, b.rate, mv(b.start), mv(b.end), b.programmed, b.held, b.uid};
+  }
+  patient_starts_.clear();
+  for (const auto t : in.patient_starts) {
+    if (patient_starts_.size() < patient_starts_.capacity()) patient_starts_.push_back(mv(t));
+  }
+  periodic_last_day_ = in.periodic_last_day;
+  for (std::size_t i = 0; i < periodic_last_fired_.size(); ++i) periodic_last_fired_[i] = mv_opt(in.periodic_last_fired[i]);
+  alarms_ = in.alarms;
+  for (auto& a : alarms_) {
+    if (a.silenced_until != MonoTime{}) a.silenced_until = mv(a.silenced_until);
+  }
+  daily_hold_ = in.daily_hold;
+  total_mass_ = in.total_mass;
+  total_volume_ = in.total_volume;
+  programmed_volume_ = in.programmed_volume;
+  dropped_volume_ = in.dropped_volume;
+  steps_dropped_ = in.steps_dropped;
+  steps_issued_ = in.steps_issued;
+  pumped_since_refill_ = in.pumped_since_refill;
+  last_fill_ = in.last_fill;
+  has_filled_ = in.has_filled;
+  refill_accuracy_ = in.refill_accuracy;
+
+  // Supervisor windows start again; the encoder's count is the new backend's.
+  encoder_seen_ = false;
+  last_encoder_ = 0;
+  steps_since_pulse_ = 0;
+  flow_time_ = Duration{0};
+  flow_cmd_steps_ = 0;
+  flow_enc_steps_ = 0;
+  flow_deviating_ = false;
+  sound_pattern_ = BuzzerPattern::off;
+  sound_since_ = now.mono;
+  next_slow_ = now.mono;
+
+  if (state_ == PumpState::priming) {
+    // Priming does not resume by itself: the clinician primes again (what was pumped is
+    // in the catheter already).
+    state_ = PumpState::suspended;
+    suspend_until_.reset();
+    rep.priming_interrupted = true;
+    Event e = make_event(EventType::state_changed, now.mono, now.wall, kSystemUid);
+    e.old_state = PumpState::priming;
+    e.new_state = PumpState::suspended;
+    emit(e);
+  }
+
+  // S7: every reserved step not confirmed by the state was pumped, now.
+  if (unconfirmed_steps > 0) {
+    const Volume v = step_volume() * static_cast<double>(unconfirmed_steps);
+    const Mass m = catheter_.push(v, reservoir_conc_);
+    ledger_.add(now.mono, m);
+    reservoir_ = reservoir_ > v ? reservoir_ - v : uL(0);
+    total_mass_ += m;
+    total_volume_ += v;
+    programmed_volume_ += v;
+    pumped_since_refill_ += v;
+    steps_issued_ += static_cast<std::uint64_t>(unconfirmed_steps);
+    rep.unconfirmed_steps = unconfirmed_steps;
+    rep.unconfirmed_mass = m;
+  }
+  detect_wall_jump(now);
+  publish(now, true);
+  return rep;
+}
+
+}  // namespace thecal
