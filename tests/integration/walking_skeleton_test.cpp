@@ -2,6 +2,7 @@
 // the simulated pump, driven by the real thecalctl.  The plant's true pumped volume must
 // match the programmed basal rate over the infusion, within one motor step (SPEC S6).
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -161,6 +162,57 @@ TEST_F(WalkingSkeleton, SigtermStopsCleanly) {
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_NE(daemon.log().find("motor disabled"), std::string::npos) << daemon.log();
+}
+
+}  // namespace
+}  // namespace thecal::test
+
+namespace thecal::test {
+namespace {
+
+TEST(Thecald, RefusesAConfigFileOthersCanWrite) {
+  TempDir dir;
+  PrivateBus bus(dir.path());
+  std::string cfg;
+  {
+    Daemon d(dir.path(), bus.address());  // writes dir/thecald.yaml, a good one
+    cfg = d.config_path();
+    d.stop();
+  }
+  ASSERT_EQ(::chmod(cfg.c_str(), 0666), 0);
+  const auto r = run({thecald_path(), "--config", cfg, "--bus", bus.address()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("writ"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(cfg), std::string::npos) << "the error names the file: " << r.err;
+}
+
+TEST(Thecald, CheckConfigPrintsASummaryOrTheProblems) {
+  TempDir dir;
+  PrivateBus bus(dir.path());
+  std::string cfg;
+  {
+    Daemon d(dir.path(), bus.address());
+    cfg = d.config_path();
+    d.stop();
+  }
+  auto r = run({thecald_path(), "--config", cfg, "--check-config"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("OK"), std::string::npos) << r.out;
+  // With a stored prescription: its summary.
+  run({"/bin/cp", source_dir() + "/examples/prescription-flex.yaml", dir.path() + "/prescription.yaml"});
+  r = run({thecald_path(), "--config", cfg, "--check-config"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("prescription.yaml: OK"), std::string::npos) << r.out;
+  // A broken stored prescription: the problems, exit 1.
+  FILE* f = fopen((dir.path() + "/prescription.yaml").c_str(), "w");
+  fputs("version: 1\nphase: trail\n", f);
+  fclose(f);
+  r = run({thecald_path(), "--config", cfg, "--check-config"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("prescription.yaml:2:"), std::string::npos) << r.err;
+  // Unknown option: usage error.
+  r = run({thecald_path(), "--frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
 }
 
 }  // namespace
