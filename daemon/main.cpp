@@ -300,9 +300,14 @@ int run(const Options& opt) {
   g_backend.store(backend);
   install_crash_handlers();
 
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  // Sanitizer builds map terabytes of shadow memory: locking it all would take the machine.
+  log_notice("Sanitizer build: memory not locked (mlockall skipped)");
+#else
   if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
     log_warning("mlockall failed (%s): page faults may delay the dosing loop", std::strerror(errno));
   }
+#endif
 
   // Signals are handled by sd-event; block them before any thread starts.
   sigset_t mask;

@@ -523,3 +523,48 @@ TEST_F(Api, TheBolusButtonAsksForAPatientBolus) {
 
 }  // namespace
 }  // namespace thecal::test
+
+namespace thecal::test {
+namespace {
+
+TEST_F(Api, BolusCountAndReservoirRefusalsThroughTheBus) {
+  ASSERT_NO_FATAL_FAILURE(infusing());
+  // max_per_day 4, lockout 3 h: at 20000x a lockout passes in about half a second.
+  ASSERT_EQ(ctl({"time-scale", "20000"}).exit_code, 0);
+  int given = 0;
+  for (int attempt = 0; attempt < 200 && given < 4; ++attempt) {
+    const auto r = ctl({"bolus"});
+    if (r.exit_code == 0) ++given;
+    else ASSERT_NE(r.err.find("LockoutActive"), std::string::npos) << r.err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(given, 4);
+  // The fifth inside the rolling 24 h: BolusLimitReached (once the lockout has passed).
+  std::string last;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    last = client->call(kPump, "RequestBolus", "");
+    if (last != "org.thecal.Pump1.Error.LockoutActive") break;
+  }
+  EXPECT_EQ(last, "org.thecal.Pump1.Error.BolusLimitReached");
+  ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
+}
+
+TEST_F(Api, ABolusTheReservoirCannotHoldIsRefused) {
+  // Fill just enough to prime (220 uL) and keep 5 uL: a 100 mcg bolus at 10 mg/mL is 10 uL.
+  ASSERT_EQ(ctl({"load", example("prescription-flex.yaml")}).exit_code, 0);
+  ASSERT_EQ(ctl({"refill", "--withdrawn", "0 mL", "225 uL"}).exit_code, 0);
+  ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
+  ASSERT_EQ(ctl({"prime", "0.22 mL"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return client->get_bool(kPump, "CatheterPrimed") && state() == "idle"; }));
+  ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
+  ASSERT_EQ(ctl({"start"}).exit_code, 0);
+  const auto r = ctl({"bolus"});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_NE(r.err.find("org.thecal.Pump1.Error.ReservoirLow"), std::string::npos) << r.err;
+  EXPECT_EQ(client->get_u32(kPump, "PatientBolusesToday"), 0u);
+  EXPECT_FALSE(client->get_bool(kPump, "BolusActive"));
+}
+
+}  // namespace
+}  // namespace thecal::test
