@@ -918,9 +918,11 @@ void PumpObject::emit_changed_properties(bool force_fast) {
 }
 
 void PumpObject::poll() {
-  // Order matters: the dosing thread publishes events, then the status, then the replies
-  // of a cycle; taking them in that order here means a reply is sent only once the status
-  // that follows its command is in place.
+  // Order matters: the dosing thread publishes a cycle's events, then its status, then its
+  // replies.  Taking the replies first, then the events and the newest status, and only
+  // then answering, means a reply is never sent before the status that follows it.
+  std::vector<Reply> replies;
+  ctx_.loop->drain_replies([&](const Reply& r) { replies.push_back(r); });
   bool state_changed = false;
   ctx_.loop->drain_events([&](const Event& e) {
     if (e.type == EventType::state_changed || e.type == EventType::alarm_raised || e.type == EventType::alarm_cleared) {
@@ -935,7 +937,7 @@ void PumpObject::poll() {
     ctx_.history->record_totals(to_usec(status_.wall), to_mcg(status_.total_delivered_mass), to_uL(status_.total_pumped_volume));
     emit_changed_properties(state_changed);
   }
-  ctx_.loop->drain_replies([this](const Reply& r) { handle_reply(r); });
+  for (const Reply& r : replies) handle_reply(r);
   grant_budget_if_needed();
 
   // Diagnostics: the last completed minute.

@@ -134,9 +134,11 @@ TEST_F(WalkingSkeleton, BadInputIsRefusedAndChangesNothing) {
 }
 
 TEST_F(WalkingSkeleton, StartRaisesTheLowRestartAlarmAndAPatientCanAcknowledgeIt) {
-  auto r = ctl({"--json", "alarms"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("\"code\":\"restart\",\"priority\":\"low\""), std::string::npos) << r.out;
+  RunResult r;
+  EXPECT_TRUE(wait_until([&] {
+    r = ctl({"--json", "alarms"});
+    return r.out.find("\"code\":\"restart\",\"priority\":\"low\"") != std::string::npos;
+  }, 3000)) << r.out << r.err;
   r = ctl({"ack", "restart"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(wait_until([&] { return ctl({"--json", "alarms"}).out.find("restart") == std::string::npos; }, 2000));
