@@ -3,6 +3,9 @@
 // from the core driven in simulated time with the simulated plant.
 #include "bench/core_bench.hpp"
 
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <benchmark/benchmark.h>
@@ -154,7 +157,7 @@ std::vector<StateDef> states(const Library& lib, const std::string& share) {
 
 }  // namespace
 
-Json control_step_bench(const std::string& share, std::size_t ticks, const std::string& gbench_out) {
+Json control_step_bench(const std::string& share, std::size_t ticks, int priority, const std::string& gbench_out) {
   const Library lib = load_library(share);
   const auto defs = states(lib, share);
   Json out = Json::object();
@@ -162,7 +165,8 @@ Json control_step_bench(const std::string& share, std::size_t ticks, const std::
       "each state is set up on a fresh PumpCore + SimPlant (the daemon's simulated backend) in simulated time; "
       "then `ticks` cycles of 1 ms are run, each PumpCore::tick timed alone with clock_gettime(CLOCK_MONOTONIC) "
       "(timer overhead reported separately, not subtracted); heap calls counted by interposed malloc/free, page "
-      "faults by getrusage(RUSAGE_THREAD), both over the timed cycles only";
+      "faults by getrusage(RUSAGE_THREAD), both over the timed cycles only; the timed thread runs SCHED_FIFO at "
+      "the loop's priority with mlockall, as the dosing thread does (Google Benchmark runs after, as SCHED_OTHER)";
   out["ticks_per_state"] = static_cast<std::uint64_t>(ticks);
   out["heap_counting"] = heap_counting_available();
   // Timer overhead: an empty pair of clock reads.
@@ -176,6 +180,14 @@ Json control_step_bench(const std::string& share, std::size_t ticks, const std::
     }
     out["timer_overhead"] = sample_summary(v, "ns");
   }
+  // Run as the dosing thread does: SCHED_FIFO at the loop's priority, memory locked, so the
+  // figures are the code's, not the scheduler's.
+  const bool locked = mlockall(MCL_CURRENT | MCL_FUTURE) == 0;
+  sched_param sp{};
+  sp.sched_priority = priority;
+  const bool rt = priority > 0 && pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+  out["sched_fifo_priority"] = rt ? priority : 0;
+  out["mlockall"] = locked;
   Json st = Json::object();
   double worst_p999 = 0;
   double worst_max = 0;
@@ -224,10 +236,14 @@ Json control_step_bench(const std::string& share, std::size_t ticks, const std::
     heap_total += heap;
     faults_total += (min1 - min0) + (maj1 - maj0);
     st[d.name] = std::move(j);
+    const double p50 = percentile(tick_ns, 0.5);
+    const double p999 = percentile(tick_ns, 0.999);
     std::fprintf(stderr, "thecal-bench: control step %-32s p50 %.0f ns, p99.9 %.0f ns, max %.0f ns, heap %llu, faults %lld\n",
-                 d.name, percentile(tick_ns, 0.5), percentile(tick_ns, 0.999), tick_ns.back(),
+                 d.name, p50, p999, tick_ns.back(),
                  static_cast<unsigned long long>(heap), static_cast<long long>(min1 - min0 + maj1 - maj0));
   }
+  sp.sched_priority = 0;
+  (void)pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
   out["states"] = std::move(st);
   out["worst_p999_ns"] = worst_p999;
   out["worst_max_ns"] = worst_max;

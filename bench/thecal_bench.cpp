@@ -6,6 +6,7 @@
 //                [--seconds S] [--sections latency,dbus,footprint,startup,control,accuracy] ...
 //
 // (thecal-bench --help lists every option.)  Needs root: SCHED_FIFO, mlockall, stress-ng.
+#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -524,13 +525,16 @@ struct ProcCpu {
 /// resolution; the first field is time spent on a CPU).  -1 if unavailable.
 double schedstat_s(pid_t pid, std::map<std::string, double>* per_thread = nullptr) {
   const std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  const auto [code, list] = run_capture({"ls", dir}, 10);
-  if (code != 0) return -1;
-  std::istringstream in(list);
-  std::string tid;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return -1;
+  std::vector<std::string> tids;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') tids.emplace_back(e->d_name);
+  }
+  closedir(d);
   double total = 0;
   bool any = false;
-  while (in >> tid) {
+  for (const auto& tid : tids) {
     const std::string s = slurp(dir + "/" + tid + "/schedstat");
     if (s.empty()) continue;
     total += std::stod(s) / 1e9;
@@ -733,7 +737,7 @@ int main(int argc, char** argv) {
     section("dbus", [&] { return dbus_section(c); });
     section("footprint", [&] { return footprint_section(c); });
     section("startup", [&] { return startup_section(c); });
-    section("control", [&] { return control_step_bench(o.paths.share, o.ticks, c.work + "/gbench.json"); });
+    section("control", [&] { return control_step_bench(o.paths.share, o.ticks, o.priority, c.work + "/gbench.json"); });
     section("accuracy", [&] { return accuracy_bench(o.paths.share, o.accuracy_days, o.data_dir); });
     root["results"] = std::move(results);
     root["environment"]["loadavg_at_end"] = first_line(slurp("/proc/loadavg"));
