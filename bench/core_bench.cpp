@@ -440,7 +440,7 @@ Json accuracy_bench(const std::string& share, double days, const std::string& da
         samples.push_back(x);
         if (sec % 3600 == 0) {
           char line[128];
-          std::snprintf(line, sizeof line, "%.4f %.4f\n", static_cast<double>(sec) / 86400.0, err);
+          std::snprintf(line, sizeof line, "%.4f %.4f %.4f\n", static_cast<double>(sec) / 86400.0, err, cnt);
           series += line;
         }
       }

@@ -12,14 +12,14 @@ do for [cond in "idle stress dbus_flood"] {
   if (system("test -s ".f." && echo y") eq "y") {
     set output dir."/latency-".cond.".svg"
     set title "Dosing-loop wake-up latency, ".cond." (".label."): thecald vs cyclictest, same priority, period, CPU"
-    set xlabel "wake-up latency (us, 1 us bins)"
+    set xlabel "wake-up latency (us, 1 us bins, log; bin [n, n+1) drawn at n+1)"
     set ylabel "cycles (log)"
-    set logscale y
+    set logscale xy
     set yrange [0.8:*]
-    set xrange [0:*]
-    plot f using 1:($2>0?$2:1/0) with steps lw 2 lc rgb "#1f77b4" title "cyclictest", \
-         f using 1:($3>0?$3:1/0) with steps lw 2 lc rgb "#d62728" title "thecald"
-    unset logscale y
+    set xrange [1:*]
+    plot f using ($1+1):($2>0?$2:1/0) with steps lw 2 lc rgb "#1f77b4" title "cyclictest", \
+         f using ($1+1):($3>0?$3:1/0) with steps lw 2 lc rgb "#d62728" title "thecald"
+    unset logscale xy
     set yrange [*:*]
     set xrange [*:*]
   }
@@ -44,10 +44,10 @@ do for [period in "second-hour day"] {
 
 # ---- cumulative error in steps over the simulated month (S6) ---------------------------------
 set output dir."/cumulative-error.svg"
-set title "Delivered (steps x step volume) minus the prescription's integral, in steps (S6: |error| < 1)"
+set title "S6 counting error: steps x step volume + what S1 held back - the prescription's integral (|error| < 1 step)"
 set xlabel "simulated days"
 set ylabel "error (steps)"
-set yrange [-1.2:1.2]
-set key bottom right
-plot for [p in "continuous flex trial ziconotide"] dir."/cumulative-".p.".dat" using 1:2 with lines lw 2 title p, \
+set yrange [-1.2:1.6]
+set key top center horizontal
+plot for [p in "continuous flex trial ziconotide"] dir."/cumulative-".p.".dat" using 1:3 with lines lw 2 title p, \
      1 with lines lc rgb "black" dt 2 notitle, -1 with lines lc rgb "black" dt 2 notitle

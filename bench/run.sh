@@ -7,8 +7,11 @@
 #                [--no-plots] [-- thecal-bench options...]
 #
 #   (default)   the short run, as ctest -L bench runs it: a few minutes
-#   --full      the long run for published figures (about 12 minutes)
+#   --full      the long run for published figures (about 10 minutes)
 #   --out FILE  results file (default bench/results/latest.json); plots go beside it
+#   --guest     then run the same benchmark in the PREEMPT_RT guest under qemu TCG
+#               (tests/system/bench-rt-guest.sh; results in DIR-OF-OUT/guest/, printed
+#               next to the host's, labelled as software emulation)
 # Run it as root (SCHED_FIFO, mlockall, packages).  On a Raspberry Pi with a PREEMPT_RT
 # kernel the same command works (see docs/performance.md: use --cpu 3 on a 4-core Pi).
 set -euo pipefail
@@ -17,6 +20,7 @@ SRC=$(cd "$HERE/.." && pwd)
 OUT=$SRC/bench/results/latest.json
 BUILD=$SRC/build/default
 FULL=0
+GUEST=0
 BUILD_IT=1
 PLOTS=1
 LABEL=host
@@ -24,13 +28,14 @@ EXTRA=()
 while [ $# -gt 0 ]; do
   case $1 in
     --full) FULL=1; shift ;;
+    --guest) GUEST=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     --label) LABEL=$2; shift 2 ;;
     --no-build) BUILD_IT=0; shift ;;
     --build-dir) BUILD=$2; shift 2 ;;
     --no-plots) PLOTS=0; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -62,9 +67,9 @@ done
 # ---- run ----------------------------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
 if [ $FULL = 1 ]; then
-  ARGS=(--seconds 60 --dbus-calls 20000 --dbus-seconds 10 --footprint-seconds 60 --starts 20 --ticks 200000 --accuracy-days 30)
+  ARGS=(--seconds 60 --rounds 6 --dbus-calls 20000 --dbus-seconds 10 --footprint-seconds 60 --starts 20 --ticks 200000 --accuracy-days 30)
 else
-  ARGS=(--seconds 10 --dbus-calls 3000 --dbus-seconds 3 --footprint-seconds 10 --starts 5 --ticks 50000 --accuracy-days 30)
+  ARGS=(--seconds 10 --rounds 2 --dbus-calls 3000 --dbus-seconds 3 --footprint-seconds 10 --starts 5 --ticks 50000 --accuracy-days 30)
 fi
 rc=0
 OTHERS=$(ps -eo pid,ni,pcpu,comm --sort=-pcpu | awk 'NR>1 && $3>5 {printf "%s(%s%%) ", $4, $3}' | head -c 400)
@@ -80,4 +85,8 @@ if [ $PLOTS = 1 ]; then
   log "plots: $(cd "$(dirname "$OUT")" && ls ./*.svg | tr '\n' ' ')"
 fi
 python3 "$HERE/summary.py" "$OUT"
+if [ $GUEST = 1 ]; then
+  [ $BUILD_IT = 0 ] || (cd "$SRC" && nice cmake --build "$BUILD" -j "$(nproc)" --target thecalctl >/dev/null)
+  "$SRC/tests/system/bench-rt-guest.sh" --build-dir "$BUILD" --out-dir "$(dirname "$OUT")/guest" --host "$OUT" || rc=$?
+fi
 exit $rc

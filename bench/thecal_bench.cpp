@@ -43,6 +43,7 @@ struct Options {
   std::string label = "host";
   std::string note;
   double seconds = 10;          // latency: per side, per condition
+  int rounds = 2;               // latency: turns each side takes
   int priority = 80;
   std::optional<int> cpu = 1;
   std::size_t dbus_calls = 2000;
@@ -67,6 +68,7 @@ void usage() {
       "  --label TEXT            host, guest, rpi4, ...   --note TEXT   free text into the results\n"
       "  --sections LIST         latency,dbus,footprint,startup,control,accuracy (default: all)\n"
       "  --seconds S             latency: seconds per side and condition (default 10)\n"
+      "  --rounds N              latency: the two sides alternate N times (default 2)\n"
       "  --priority N            SCHED_FIFO priority of both thecald's loop and cyclictest (80)\n"
       "  --cpu N|none            CPU both are pinned to (1)\n"
       "  --stress ARGS           stress-ng load (default: --cpu 2 --io 1 --vm 1 --vm-bytes 128M)\n"
@@ -99,6 +101,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--label") o.label = val();
     else if (a == "--note") o.note = val();
     else if (a == "--seconds") o.seconds = std::stod(val());
+    else if (a == "--rounds") o.rounds = std::max(1, std::stoi(val()));
     else if (a == "--priority") o.priority = std::stoi(val());
     else if (a == "--cpu") {
       const std::string v = val();
@@ -307,94 +310,106 @@ Json latency_section(Context& c) {
   const Options& o = c.o;
   Json out = Json::object();
   out["method"] =
-      "for each condition, cyclictest (the reference) and then the real thecald run one after the other, with the "
-      "same SCHED_FIFO priority, period (1 ms, absolute clock_nanosleep on CLOCK_MONOTONIC), CPU affinity, "
-      "mlockall and duration, under the same load. thecald runs on the sim backend, infusing "
-      "examples/prescription-flex.yaml at time scale 1; its histogram (1 us bins) is read from "
-      "org.thecal.Diagnostics1.LatencyHistogram after set-up and again after the measurement, and the difference "
-      "is used. Percentiles: upper edge of the 1 us bin holding the rank (both sides alike); max: the highest "
+      "for each condition, cyclictest (the reference) and the real thecald take turns (rounds of cyclictest then "
+      "thecald, the same time each), with the same SCHED_FIFO priority, period (1 ms, absolute clock_nanosleep "
+      "on CLOCK_MONOTONIC), CPU affinity and mlockall, under one continuous load (stress-ng runs through all "
+      "rounds; the D-Bus flood targets the baseline server during cyclictest's turns and thecald during its "
+      "own). thecald runs on the sim backend, infusing examples/prescription-flex.yaml at time scale 1, and is "
+      "SIGSTOPped during cyclictest's turns; its histogram (1 us bins) is read from "
+      "org.thecal.Diagnostics1.LatencyHistogram 0.3 s after each SIGCONT and at the end of its turn, and the "
+      "differences are summed. Percentiles: upper edge of the 1 us bin holding the rank (both sides alike); max: the highest "
       "non-empty bin (floor us).";
   out["seconds_per_side"] = o.seconds;
+  out["rounds"] = o.rounds;
   out["priority"] = o.priority;
   out["cpu"] = o.cpu ? Json(*o.cpu) : Json("none");
   out["period_us"] = 1000;
   Json conds = Json::object();
   bool all_met = true;
   for (const std::string cond : {"idle", "stress", "dbus_flood"}) {
-    log("latency: %s: cyclictest for %.0f s", cond.c_str(), o.seconds);
+    log("latency: %s: %d rounds of cyclictest then thecald, %.0f s each side in all", cond.c_str(), o.rounds, o.seconds);
     Json cj = Json::object();
     Json ref_info = Json::object();
     Histogram ref;
+    ref.counts.assign(4096, 0);
     Histogram dut;
+    dut.counts.assign(4096, 0);
     Json dut_info = Json::object();
-    // Reference.
-    {
-      std::unique_ptr<Child> stress;
-      Flood flood;
-      if (cond == "stress") {
-        std::vector<std::string> a{o.paths.stress_ng};
-        std::stringstream ss(o.stress);
-        std::string w;
-        while (ss >> w) a.push_back(w);
-        a.insert(a.end(), {"--timeout", std::to_string(static_cast<int>(o.seconds + 30)) + "s", "--quiet"});
-        stress = std::make_unique<Child>(a, c.work + "/stress-ng.log");
-        sleep_s(1);
-      } else if (cond == "dbus_flood") {
-        flood.start(c.bus->address(), kBaseName, kBasePath, kBaseIface, "State", 16);
-        sleep_s(0.5);
+    // thecald is set up once per condition and stopped (SIGSTOP) while cyclictest runs, so
+    // the two never share the CPU; the first cycles after each SIGCONT are left out.
+    auto d = c.daemon(c.dopt());
+    Bus b(c.bus->address());
+    start_therapy(b, o.paths, "prescription-flex.yaml");
+    std::unique_ptr<Child> stress;
+    if (cond == "stress") {
+      std::vector<std::string> a{o.paths.stress_ng};
+      std::stringstream ss(o.stress);
+      std::string w;
+      while (ss >> w) a.push_back(w);
+      a.insert(a.end(), {"--timeout", std::to_string(static_cast<int>(2 * o.seconds + 60 * o.rounds)) + "s", "--quiet"});
+      stress = std::make_unique<Child>(a, c.work + "/stress-ng.log");
+      sleep_s(1);
+    }
+    const double part = std::ceil(o.seconds / o.rounds);  // cyclictest -D takes whole seconds
+    double ref_flood = 0;
+    double dut_flood = 0;
+    std::uint64_t overruns = 0;
+    std::uint64_t cycles = 0;
+    std::uint64_t flood_errors = 0;
+    for (int round = 0; round < o.rounds; ++round) {
+      kill(d->pid(), SIGSTOP);
+      {
+        Flood flood;
+        if (cond == "dbus_flood") {
+          flood.start(c.bus->address(), kBaseName, kBasePath, kBaseIface, "State", 16);
+          sleep_s(0.3);
+        }
+        const Histogram h = run_cyclictest(o, part, c.work + "/cyclictest-" + cond + ".log", ref_info);
+        flood.finish();
+        ref_flood += flood.rate() / o.rounds;
+        for (std::size_t i = 0; i < h.counts.size(); ++i) ref.counts[i] += h.counts[i];
+        ref.overflow += h.overflow;
+        ref.overflow_max_us = std::max(ref.overflow_max_us, h.overflow_max_us);
       }
-      ref = run_cyclictest(o, o.seconds, c.work + "/cyclictest-" + cond + ".log", ref_info);
-      if (stress) stress->stop(SIGTERM, 10);
-      flood.finish();
-      if (cond == "dbus_flood") {
-        ref_info["flood_target"] = "the minimal sd-bus baseline server (org.thecal.BenchBaseline)";
-        ref_info["flood_calls_per_s"] = flood.rate();
+      kill(d->pid(), SIGCONT);
+      {
+        Flood flood;
+        if (cond == "dbus_flood") flood.start(c.bus->address(), kPumpName, kPumpPath, kPumpIface, "State", 16);
+        sleep_s(0.3);
+        const Histogram h0 = b.latency_histogram();
+        const std::uint64_t ov0 = b.get_u64(kDiagIface, "Overruns");
+        const std::uint64_t cy0 = b.get_u64(kDiagIface, "LoopCycles");
+        sleep_s(part);
+        const Histogram h1 = b.latency_histogram();
+        const std::uint64_t ov1 = b.get_u64(kDiagIface, "Overruns");
+        const std::uint64_t cy1 = b.get_u64(kDiagIface, "LoopCycles");
+        flood.finish();
+        dut_flood += flood.rate() / o.rounds;
+        flood_errors += flood.errors.load();
+        const Histogram h = h1.minus(h0);
+        for (std::size_t i = 0; i < h.counts.size(); ++i) dut.counts[i] += h.counts[i];
+        dut.overflow += h.overflow;
+        if (h.overflow > 0) dut.overflow_max_us = std::max(dut.overflow_max_us, h1.overflow_max_us);
+        overruns += ov1 - ov0;
+        cycles += cy1 - cy0;
       }
     }
-    log("latency: %s: thecald for %.0f s", cond.c_str(), o.seconds);
-    {
-      auto d = c.daemon(c.dopt());
-      Bus b(c.bus->address());
-      start_therapy(b, o.paths, "prescription-flex.yaml");
-      std::unique_ptr<Child> stress;
-      Flood flood;
-      if (cond == "stress") {
-        std::vector<std::string> a{o.paths.stress_ng};
-        std::stringstream ss(o.stress);
-        std::string w;
-        while (ss >> w) a.push_back(w);
-        a.insert(a.end(), {"--timeout", std::to_string(static_cast<int>(o.seconds + 30)) + "s", "--quiet"});
-        stress = std::make_unique<Child>(a, c.work + "/stress-ng.log");
-        sleep_s(1);
-      } else if (cond == "dbus_flood") {
-        flood.start(c.bus->address(), kPumpName, kPumpPath, kPumpIface, "State", 16);
-        sleep_s(0.5);
-      } else {
-        sleep_s(0.5);
-      }
-      const Histogram h0 = b.latency_histogram();
-      const std::uint64_t ov0 = b.get_u64(kDiagIface, "Overruns");
-      const std::uint64_t cy0 = b.get_u64(kDiagIface, "LoopCycles");
-      sleep_s(o.seconds);
-      const Histogram h1 = b.latency_histogram();
-      const std::uint64_t ov1 = b.get_u64(kDiagIface, "Overruns");
-      const std::uint64_t cy1 = b.get_u64(kDiagIface, "LoopCycles");
-      if (stress) stress->stop(SIGTERM, 10);
-      flood.finish();
-      dut = h1.minus(h0);
-      dut_info["realtime_scheduling"] = b.get_bool(kDiagIface, "RealtimeScheduling");
-      dut_info["overruns"] = ov1 - ov0;
-      dut_info["loop_cycles"] = cy1 - cy0;
-      dut_info["control_step_max_ns"] = b.get_u64(kDiagIface, "ControlStepMaxNs");
-      dut_info["state_at_end"] = b.get_string(kPumpIface, "State");
-      dut_info["daemon_p999_ns_since_start"] = b.get_u64(kDiagIface, "LatencyP999Ns");
-      if (cond == "dbus_flood") {
-        dut_info["flood_target"] = "thecald (Properties.Get org.thecal.Pump1.State, 16 calls in flight)";
-        dut_info["flood_calls_per_s"] = flood.rate();
-        dut_info["flood_errors"] = flood.errors.load();
-      }
-      d->stop();
+    if (stress) stress->stop(SIGTERM, 10);
+    ref_info["rounds"] = o.rounds;
+    dut_info["rounds"] = o.rounds;
+    if (cond == "dbus_flood") {
+      ref_info["flood_target"] = "the minimal sd-bus baseline server (org.thecal.BenchBaseline)";
+      ref_info["flood_calls_per_s"] = ref_flood;
+      dut_info["flood_target"] = "thecald (Properties.Get org.thecal.Pump1.State, 16 calls in flight)";
+      dut_info["flood_calls_per_s"] = dut_flood;
+      dut_info["flood_errors"] = flood_errors;
     }
+    dut_info["realtime_scheduling"] = b.get_bool(kDiagIface, "RealtimeScheduling");
+    dut_info["overruns"] = overruns;
+    dut_info["loop_cycles"] = cycles;
+    dut_info["control_step_max_ns"] = b.get_u64(kDiagIface, "ControlStepMaxNs");
+    dut_info["state_at_end"] = b.get_string(kPumpIface, "State");
+    d->stop();
     Json rj = ref.summary();
     Json dj = dut.summary();
     cj["cyclictest"] = rj;

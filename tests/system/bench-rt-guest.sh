@@ -14,7 +14,7 @@ BUILD=$SRC/build/default
 OUTDIR=$SRC/bench/results/guest
 HOST_JSON=
 # Short: TCG is 10-50x slower than the host.
-GUEST_ARGS="--seconds 5 --stress '--cpu 2 --io 1 --vm 1 --vm-bytes 64M' --dbus-calls 500 --dbus-seconds 2 --footprint-seconds 5 --starts 3 --ticks 5000 --accuracy-days 7"
+GUEST_ARGS="--seconds 6 --rounds 2 --stress '--cpu 2 --io 1 --vm 1 --vm-bytes 64M' --dbus-calls 500 --dbus-seconds 2 --footprint-seconds 5 --starts 3 --ticks 5000 --accuracy-days 7"
 while [ $# -gt 0 ]; do
   case $1 in
     --build-dir) BUILD=$2; shift 2 ;;
