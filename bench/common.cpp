@@ -391,6 +391,12 @@ Daemon::Daemon(const Paths& p, const std::string& dir, const std::string& bus, c
       break;
     }
   }
+  // Stop listening: thecald sends STATUS= every 5 s, and sd_notify blocks once an undrained
+  // datagram socket's queue is full (net.unix.max_dgram_qlen, 10 by default), which would
+  // freeze its main thread after about 50 s.  With no listener its notifications fail at once.
+  close(notify_fd_);
+  notify_fd_ = -1;
+  unlink(sock.c_str());
   if (!ready_s_) throw std::runtime_error("thecald did not send READY=1; its log:\n" + slurp(log_));
 }
 
