@@ -507,7 +507,13 @@ void start_therapy(Bus& bus, const Paths& p, const std::string& prescription, do
   }
   bus.set_time_scale(scale);
   bus.call(kPumpIface, "Start", "");
-  if (bus.get_string(kPumpIface, "State") != "infusing") throw std::runtime_error("the pump is not infusing");
+  // The State property follows the loop's status snapshot (at most a few cycles behind;
+  // much more under software emulation).
+  std::string state;
+  for (const double until = now_s() + 20; (state = bus.get_string(kPumpIface, "State")) != "infusing" && now_s() < until;) {
+    sleep_s(0.05);
+  }
+  if (state != "infusing") throw std::runtime_error("the pump is not infusing but " + state);
 }
 
 }  // namespace thecal::bench
