@@ -60,7 +60,7 @@ def rows(r):
     acc = get(res, "accuracy")
     if acc and "prescriptions" in acc:
         w = acc.get("worst_abs_counting_error_steps", acc["worst_abs_error_steps"])
-        out.append(("accuracy S6: worst |counting error| in steps (< 1); simulated days", f"{w:.3f}; {acc['days']:g} d",
+        out.append(("accuracy S6: worst abs. counting error in steps (< 1); simulated days", f"{w:.3f}; {acc['days']:g} d",
                     "met" if w < 1 else "MISSED"))
         for name, p in acc["prescriptions"].items():
             out.append((f"accuracy {name}: delivered - prescription at the end (steps); dropped by the core",
