@@ -484,9 +484,20 @@ int get_diag(sd_bus* /*bus*/, const char* /*path*/, const char* /*iface*/, const
   const std::string_view p = property;
   std::uint64_t v = 0;
   if (p == "RealtimeScheduling") return sd_bus_message_append(reply, "b", static_cast<int>(d.realtime));
+  if (p == "LatencyHistogram") {
+    // Non-empty 1 us bins as (lower edge ns, count); the overflow bin is (max_ns, count).
+    int r = sd_bus_message_open_container(reply, 'a', "(tt)");
+    for (std::size_t i = 0; r >= 0 && i < d.latency.counts.size(); ++i) {
+      if (d.latency.counts[i] == 0) continue;
+      const std::uint64_t edge = i < daemon::LatencyHistogram::kBins ? i * 1000 : d.latency.max_ns;
+      r = sd_bus_message_append(reply, "(tt)", edge, d.latency.counts[i]);
+    }
+    return r < 0 ? r : sd_bus_message_close_container(reply);
+  }
   if (p == "LoopCycles") v = d.cycles;
   else if (p == "Overruns") v = d.overruns;
   else if (p == "LatencyMaxNs") v = d.latency.max_ns;
+  else if (p == "LatencyP50Ns") v = d.latency.quantile_ns(0.5);
   else if (p == "LatencyP99Ns") v = d.latency.quantile_ns(0.99);
   else if (p == "LatencyP999Ns") v = d.latency.quantile_ns(0.999);
   else if (p == "LatencyMaxNsLastMinute") v = o->last_minute_.max_ns;
@@ -620,11 +631,13 @@ const sd_bus_vtable kDiagVtable[] = {
     DIAG_PROP("LoopCycles", "t"),
     DIAG_PROP("Overruns", "t"),
     DIAG_PROP("LatencyMaxNs", "t"),
+    DIAG_PROP("LatencyP50Ns", "t"),
     DIAG_PROP("LatencyP99Ns", "t"),
     DIAG_PROP("LatencyP999Ns", "t"),
     DIAG_PROP("LatencyMaxNsLastMinute", "t"),
     DIAG_PROP("LatencyP99NsLastMinute", "t"),
     DIAG_PROP("LatencyP999NsLastMinute", "t"),
+    DIAG_PROP("LatencyHistogram", "a(tt)"),
     DIAG_PROP("ControlStepMaxNs", "t"),
     DIAG_PROP("StepsIssued", "t"),
     DIAG_PROP("EncoderPulses", "t"),

@@ -127,6 +127,9 @@ echo 0123456789abcdef0123456789abcdef > "$R/etc/machine-id"
 chmod 644 "$R"/etc/thecal/*
 cp "$HERE/rig-guest-init.sh" "$R/init"
 chmod +x "$R/init"
+# THECAL_RIG_HOOK: a script sourced here, with $R, $SRC, $K and copy_bin, that may add files
+# and replace /init (bench-rt-guest.sh uses it to run the benchmarks in this guest).
+if [ -n "${THECAL_RIG_HOOK:-}" ]; then . "$THECAL_RIG_HOOK"; fi
 (cd "$R" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) | gzip -1 > "$W/initramfs.cpio.gz"
 log "initramfs $(du -h "$W/initramfs.cpio.gz" | cut -f1)"
 
