@@ -165,6 +165,7 @@ struct Runtime {
   std::uint64_t last_cycles = 0;
   sd_event_source* watchdog = nullptr;
   sd_event_source* status_timer = nullptr;
+  std::string last_status;
 };
 
 int on_exit_signal(sd_event_source* s, const signalfd_siginfo* si, void* /*userdata*/) {
@@ -196,14 +197,22 @@ int on_watchdog(sd_event_source* s, std::uint64_t usec, void* userdata) {
   return 0;
 }
 
+// STATUS= for systemctl status: the state and the active alarms, sent only when they change
+// (a notify socket nobody reads would otherwise fill up and block the main thread).
 int on_status_timer(sd_event_source* s, std::uint64_t usec, void* userdata) {
   auto* rt = static_cast<Runtime*>(userdata);
   const Status& st = rt->object->status();
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "STATUS=%s; reservoir %.1f uL; delivered 24 h %.1f mcg",
-                std::string(to_string(st.state)).c_str(), to_uL(st.reservoir), to_mcg(st.delivered_24h));
-  (void)sd_notify(0, buf);
-  (void)sd_event_source_set_time(s, usec + 5'000'000);
+  std::string text = "STATUS=" + std::string(to_string(st.state));
+  std::string alarms;
+  for (std::size_t i = 0; i < kAlarmCount; ++i) {
+    if (st.alarms[i].active) alarms += (alarms.empty() ? "" : ", ") + std::string(to_string(static_cast<AlarmCode>(i)));
+  }
+  text += alarms.empty() ? "; no alarm" : "; alarms: " + alarms;
+  if (text != rt->last_status) {
+    (void)sd_notify(0, text.c_str());
+    rt->last_status = text;
+  }
+  (void)sd_event_source_set_time(s, usec + 1'000'000);
   return 0;
 }
 
