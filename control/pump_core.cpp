@@ -325,8 +325,8 @@ Reply PumpCore::apply(const Command& cmd, Now now) {
       budget_exhausted_logged_ = false;
       r.id = cmd.id;
       break;
-    case CommandKind::export_state:
-    case CommandKind::export_therapy: r.id = cmd.id; break;
+    case CommandKind::export_state: r.id = cmd.id; break;
+    case CommandKind::export_therapy: r = do_export(cmd, now); break;
     case CommandKind::import_therapy: r = do_import(cmd, now); break;
   }
   publish(now, true);

@@ -186,6 +186,24 @@ namespace thecal {
 // imported ledger entry or lockout start looks younger than it is, never older: the
 // ledger keeps its mass at least as long and a lockout lasts at least as long as on the
 // old unit.  Neither unit's wall clock is trusted to say how long the handover took.
+// The export is the old unit's last act: what it delivers afterwards would not be in the
+// new unit's ledger.  So it is allowed only while the pump cannot deliver by itself:
+// not priming or infusing, and not in a timed suspend that would resume on its own.
+Reply PumpCore::do_export(const Command& cmd, Now now) {
+  if (!plan_) return refuse(cmd, now, Refusal::invalid_state, "no prescription is loaded: there is no therapy to export");
+  if (state_ == PumpState::infusing || state_ == PumpState::priming) {
+    return refuse(cmd, now, Refusal::invalid_state,
+                  "suspend the pump (until Resume) before exporting: it must not deliver after the export");
+  }
+  if (state_ == PumpState::suspended && suspend_until_) {
+    return refuse(cmd, now, Refusal::invalid_state,
+                  "a timed suspend would resume delivery after the export: suspend until Resume first");
+  }
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
 Reply PumpCore::do_import(const Command& cmd, Now now) {
   if (cmd.state_in == nullptr) return refuse(cmd, now, Refusal::out_of_range, "no therapy to import");
   if (state_ != PumpState::idle) {

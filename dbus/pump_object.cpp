@@ -79,6 +79,7 @@ struct PumpObject::Pending {
   std::int64_t grant = 0;             // grant_budget: the steps granted
   std::uint32_t uid = kSystemUid;     // the caller (export/import log)
   std::unique_ptr<daemon::TherapyDocument> import;  // import_therapy: the document read
+  PumpState exported_state = PumpState::idle;        // import_therapy: the old unit's state
   ~Pending() {
     if (msg != nullptr) sd_bus_message_unref(msg);
   }
@@ -416,7 +417,8 @@ int method_import(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   Command cmd;
   cmd.kind = CommandKind::import_therapy;
   cmd.caller = to_caller(who);
-  cmd.state_in = &doc->state;
+  cmd.state_in = &doc->state;  // the core rewrites its unit-specific fields
+  p->exported_state = doc->state.state;
   p->import = std::move(doc);
   return o->submit(m, cmd, std::move(p), err);
 }
@@ -952,12 +954,13 @@ void PumpObject::finish_import(Pending& p) {
   std::vector<daemon::LoggedEvent> imported = d.events;
   for (auto& e : imported) e.detail = "[replaced unit] " + e.detail;
   ctx_.events->merge(imported);
-  char buf[400];
+  char buf[512];
   std::snprintf(buf, sizeof buf,
                 "therapy imported from a replaced unit (%s there, exported at wall %lld us): prescription %.12s, "
                 "%zu patient bolus starts, %zu events; monotonic times mapped as if no time had passed since the "
-                "export (ledger and lockouts never shorter); reservoir empty until the first refill",
-                std::string(to_string(d.state.state)).c_str(), static_cast<long long>(to_usec(d.state.wall)),
+                "export (ledger and lockouts never shorter; the wall-clock difference is logged as a wall_clock_jump); "
+                "reservoir empty until the first refill",
+                std::string(to_string(p.exported_state)).c_str(), static_cast<long long>(to_usec(d.state.wall)),
                 d.state.plan ? d.state.plan->id.c_str() : "", d.state.patient_starts.size(), d.events.size());
   ctx_.events->append({to_usec(ctx_.loop->now().wall), "therapy_imported", daemon::EventLog::who(p.uid), buf}, 5);
   if (auto e = io::commit_temp(p.store_path)) log_error("Failed to store the imported prescription: %s", e->c_str());

@@ -155,6 +155,18 @@ TEST(PumpImport, RefusedOnAUnitWithHistoryOrNotIdleAndChangesNothing) {
   EXPECT_EQ(c.h.st().reservoir, mL(20));
 }
 
+TEST(PumpExport, OnlyWhileThePumpCannotDeliverByItself) {
+  Harness h;
+  EXPECT_EQ(h.send({.kind = CommandKind::export_therapy}).refusal, Refusal::invalid_state);  // no prescription
+  h.ready(bolus_plan());
+  EXPECT_EQ(h.send({.kind = CommandKind::export_therapy}).refusal, Refusal::invalid_state);  // infusing
+  ASSERT_TRUE(h.send({.kind = CommandKind::suspend, .duration = hours(1)}).ok());
+  EXPECT_EQ(h.send({.kind = CommandKind::export_therapy}).refusal, Refusal::invalid_state);  // resumes by itself
+  ASSERT_TRUE(h.send({.kind = CommandKind::suspend}).ok());
+  EXPECT_TRUE(h.send({.kind = CommandKind::export_therapy}).ok());
+  EXPECT_EQ(h.core->state(), PumpState::suspended);
+}
+
 TEST(PumpImport, OldBatteryAlarmsStayBehindTherapyAlarmsCome) {
   Harness a;
   a.ready(bolus_plan());
