@@ -374,6 +374,32 @@ int method_get_history(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   return r < 0 ? r : 1;
 }
 
+int method_get_refills(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+  std::uint64_t from = 0;
+  int r = sd_bus_message_read(m, "t", &from);
+  if (r < 0) return r;
+  CallerInfo who;
+  if (!authorize(m, Need::any, who, err)) return -EACCES;
+  if (from > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return sd_bus_error_set(err, kErrOutOfRange, "from_usec out of range");
+  }
+  const auto refills = self(userdata)->context().history->refills_since(static_cast<std::int64_t>(from));
+  sd_bus_message* reply = nullptr;
+  r = sd_bus_message_new_method_return(m, &reply);
+  if (r < 0) return r;
+  r = sd_bus_message_open_container(reply, 'a', "(tdddddb)");
+  for (const auto& x : refills) {
+    if (r < 0) break;
+    r = sd_bus_message_append(reply, "(tdddddb)", static_cast<std::uint64_t>(std::max<std::int64_t>(0, x.wall_us)),
+                              x.filled_ul, x.withdrawn_ul, x.estimate_ul, x.pumped_ul, x.accuracy_percent,
+                              static_cast<int>(x.discrepancy));
+  }
+  if (r >= 0) r = sd_bus_message_close_container(reply);
+  if (r >= 0) r = sd_bus_send(nullptr, reply, nullptr);
+  sd_bus_message_unref(reply);
+  return r < 0 ? r : 1;
+}
+
 int method_export(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   CallerInfo who;
   if (!authorize(m, Need::clinician, who, err)) return -EACCES;
@@ -652,6 +678,8 @@ const sd_bus_vtable kPumpVtable[] = {
                             method_get_events, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("GetDeliveryHistory", SD_BUS_ARGS("t", from_usec, "t", to_usec, "t", bucket_usec),
                             SD_BUS_RESULT("a(tdd)", buckets), method_get_history, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("GetRefillHistory", SD_BUS_ARGS("t", from_usec), SD_BUS_RESULT("a(tdddddb)", refills),
+                            method_get_refills, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ReplaceBattery", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_replace_battery,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ExportTherapy", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", document), method_export,
@@ -963,19 +991,21 @@ void PumpObject::finish_import(Pending& p) {
                 std::string(to_string(p.exported_state)).c_str(), static_cast<long long>(to_usec(d.state.wall)),
                 d.state.plan ? d.state.plan->id.c_str() : "", d.state.patient_starts.size(), d.events.size());
   ctx_.events->append({to_usec(ctx_.loop->now().wall), "therapy_imported", daemon::EventLog::who(p.uid), buf}, 5);
+  // The journal first (a rewrite, so the imported events are in the file with the state),
+  // then the prescription file: after a crash in between, the journal's plan is the one
+  // restored (the stored file is read only when the journal has none).
+  std::optional<std::string> journal_error;
+  if (ctx_.journal != nullptr && p.state) journal_error = journal_state(*p.state, true);
   if (auto e = io::commit_temp(p.store_path)) log_error("Failed to store the imported prescription: %s", e->c_str());
   p.store_path.clear();
-  if (ctx_.journal != nullptr && p.state) {
-    // A rewrite, so the imported events are in the file with the state.
-    if (auto e = journal_state(*p.state, true)) {
-      if (p.msg != nullptr) {
-        (void)sd_bus_reply_method_errorf(p.msg, kErrInvalidState,
-                                         "the therapy was imported but could not be made durable (%s): the pump is "
-                                         "stopped with the storage_fault alarm",
-                                         e->c_str());
-      }
-      return;
+  if (journal_error) {
+    if (p.msg != nullptr) {
+      (void)sd_bus_reply_method_errorf(p.msg, kErrInvalidState,
+                                       "the therapy was imported but could not be made durable (%s): the pump is "
+                                       "stopped with the storage_fault alarm",
+                                       journal_error->c_str());
     }
+    return;
   }
   if (p.msg != nullptr) (void)sd_bus_reply_method_return(p.msg, "");
 }
@@ -983,6 +1013,10 @@ void PumpObject::finish_import(Pending& p) {
 void PumpObject::handle_event(const Event& e) {
   const auto d = daemon::describe(e);
   ctx_.events->append({to_usec(e.when), d.type, daemon::EventLog::who(e.uid), d.detail}, d.priority);
+  if (e.type == EventType::refill) {
+    ctx_.history->record_refill({to_usec(e.when), to_uL(e.volume), to_uL(e.volume2), to_uL(e.estimate), to_uL(e.pumped),
+                                 e.percent, e.flagged});
+  }
   if (bus_ == nullptr) return;
   switch (e.type) {
     case EventType::alarm_raised: {

@@ -129,6 +129,32 @@ struct Unit {
   }
 };
 
+struct RefillRecord {
+  std::uint64_t t = 0;
+  double filled = 0, withdrawn = 0, estimate = 0, pumped = 0, accuracy = 0;
+  bool discrepancy = false;
+};
+/// GetRefillHistory (an extra member of org.thecal.Pump1): every refill's check.
+std::vector<RefillRecord> refill_history(Client& c) {
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  int r = sd_bus_call_method(c.bus(), "org.thecal.Pump1", "/org/thecal/Pump1", kPump, "GetRefillHistory", &e, &reply,
+                             "t", std::uint64_t{0});
+  sd_bus_error_free(&e);
+  std::vector<RefillRecord> out;
+  if (r < 0) return out;
+  r = sd_bus_message_enter_container(reply, 'a', "(tdddddb)");
+  RefillRecord x;
+  int flag = 0;
+  while (r >= 0 && (r = sd_bus_message_read(reply, "(tdddddb)", &x.t, &x.filled, &x.withdrawn, &x.estimate, &x.pumped,
+                                            &x.accuracy, &flag)) > 0) {
+    x.discrepancy = flag != 0;
+    out.push_back(x);
+  }
+  sd_bus_message_unref(reply);
+  return out;
+}
+
 constexpr std::uint64_t kHour = 3600ULL * 1'000'000;
 constexpr std::uint64_t kDay = 24 * kHour;
 
@@ -204,6 +230,15 @@ TEST(Lifecycle, RefillCheckFindsADriftingPumpAfterASimulatedMonth) {
       EXPECT_EQ(e.who, "uid=0");
     }
     EXPECT_TRUE(found);
+    // And the refill history: the first fill (nothing to check) and this one.
+    const auto hist = refill_history(u.c());
+    ASSERT_EQ(hist.size(), 2u);
+    EXPECT_TRUE(std::isnan(hist[0].accuracy));
+    EXPECT_NEAR(hist[1].withdrawn, 20000.0 - truth, 0.1);
+    EXPECT_NEAR(hist[1].estimate, estimate, 1e-6);
+    EXPECT_NEAR(hist[1].pumped, commanded, 1e-6);
+    EXPECT_NEAR(hist[1].accuracy, accuracy, 1e-9);
+    EXPECT_EQ(hist[1].discrepancy, x.alarm);
     // And `thecalctl status` shows the accuracy.
     const auto st = u.ctl({"status"});
     EXPECT_NE(st.out.find("Refill accuracy"), std::string::npos) << st.out;
