@@ -418,20 +418,25 @@ int method_import(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   if (r < 0) return r;
   CallerInfo who;
   if (!authorize(m, Need::clinician, who, err)) return -EACCES;
+  // A refused import changes nothing but is recorded (who tried to load what, S11).
+  auto refused = [&](const char* name, const std::string& why) {
+    o->context().events->append({to_usec(o->context().loop->now().wall), "command_refused",
+                                 daemon::EventLog::who(who.uid), "import_therapy refused: " + why}, 4);
+    return sd_bus_error_setf(err, name, "%s", why.c_str());
+  };
   std::string why;
   auto doc = daemon::decode_therapy_document(text, &why);
-  if (!doc) return sd_bus_error_setf(err, kErrInvalidDocument, "therapy document refused: %s", why.c_str());
+  if (!doc) return refused(kErrInvalidDocument, "therapy document refused: " + why);
   // The prescription must be valid on this unit too (its drug library and board), and is
   // compiled here afresh; it is the same text, so the same id.
   config::PrescriptionContext pc{&o->context().drugs, o->context().config.board, o->context().loop->now().wall};
   auto loaded = config::parse_prescription(doc->prescription, "prescription.yaml", pc);
   if (!loaded.plan || !loaded.problems.empty()) {
-    const std::string problems = config::format_all(loaded.problems);
-    return sd_bus_error_setf(err, kErrInvalidPrescription, "the exported prescription is not valid on this unit:\n%s",
-                             problems.c_str());
+    return refused(kErrInvalidPrescription,
+                   "the exported prescription is not valid on this unit:\n" + config::format_all(loaded.problems));
   }
   if (!(loaded.plan->id == doc->state.plan->id)) {
-    return sd_bus_error_set(err, kErrInvalidDocument, "therapy document refused: the prescription id does not match");
+    return refused(kErrInvalidDocument, "therapy document refused: the prescription id does not match");
   }
   doc->state.plan = *loaded.plan;
   auto p = std::make_unique<PumpObject::Pending>();
@@ -1071,8 +1076,12 @@ void PumpObject::emit_changed_properties(bool force_fast) {
 
 void PumpObject::poll() {
   // Order matters: the dosing thread publishes events, then the status, then the replies
-  // of a cycle; taking them in that order here means a reply is sent only once the status
-  // that follows its command is in place.
+  // of a cycle.  So the replies are taken first (and held), then the events and the status:
+  // both are then at least as new as the cycle of every reply held, and a reply is sent only
+  // once the status that follows its command is in place.  (Taking the status first let
+  // a cycle slip in between: a reply went out with the status before its command.)
+  std::vector<Reply> replies;
+  ctx_.loop->drain_replies([&replies](const Reply& r) { replies.push_back(r); });
   bool state_changed = false;
   ctx_.loop->drain_events([&](const Event& e) {
     if (e.type == EventType::state_changed || e.type == EventType::alarm_raised || e.type == EventType::alarm_cleared) {
@@ -1087,7 +1096,7 @@ void PumpObject::poll() {
     ctx_.history->record_totals(to_usec(status_.wall), to_mcg(status_.total_delivered_mass), to_uL(status_.total_pumped_volume));
     emit_changed_properties(state_changed);
   }
-  ctx_.loop->drain_replies([this](const Reply& r) { handle_reply(r); });
+  for (const Reply& r : replies) handle_reply(r);
   grant_budget_if_needed();
 
   // Diagnostics: the last completed minute.
