@@ -103,9 +103,23 @@ void read_motor(Document& doc, const YamlNode* n, DaemonConfig& c) {
 }
 
 void read_sim(Document& doc, const YamlNode* n, DaemonConfig& c) {
-  MapReader m(doc, n, {"time_scale"});
+  MapReader m(doc, n, {"time_scale", "pump_drift"});
   if (const YamlNode* p = m.require("time_scale")) {
     if (auto v = read_number(doc, *p, 1, 20000)) c.sim_time_scale = *v;
+  }
+  // Optional fault: the plant pumps this much more ("5 %") or less ("-5 %") than commanded,
+  // unseen by the encoder; the refill check is what finds it (issue 11).
+  if (const YamlNode* p = m.get("pump_drift")) {
+    YamlNode mag = *p;
+    const bool negative = !mag.value.empty() && mag.value.front() == '-';
+    if (negative) mag.value.erase(0, 1);
+    if (auto q = read_quantity(doc, mag, QuantitySpec{Dim::percent, Sign::non_negative, false})) {
+      if (q->canonical > 50.0) {
+        doc.problem(*p, "must be within -50 % .. 50 %, found " + in_quotes(p->value));
+      } else {
+        c.sim_pump_drift_percent = negative ? -q->canonical : q->canonical;
+      }
+    }
   }
 }
 

@@ -40,6 +40,7 @@ struct DaemonConfig {
   int loop_priority = 80;               // SCHED_FIFO
   std::optional<int> loop_cpu;          // affinity
   double sim_time_scale = 1.0;          // backend sim only
+  double sim_pump_drift_percent = 0.0;  // backend sim only: the plant pumps this % more
   BoardParams board;                    // motor:, loop.period, battery:
   GpioConfig gpio;                      // backend gpiod only
 };

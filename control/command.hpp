@@ -30,6 +30,8 @@ enum class CommandKind : std::uint8_t {
   raise_alarm,        // alarm: raised by the daemon (restart, prescription_rejected,
                       // state_lost, storage_fault); high ones stop delivery
   export_state,       // nothing but the state copy into state_out (journal checkpoint)
+  export_therapy,     // the same, for ExportTherapy (pump replacement, SPEC 2)
+  import_therapy,     // state_in: a therapy exported by another unit; only on a fresh unit
 };
 
 constexpr std::string_view to_string(CommandKind k) {
@@ -48,6 +50,8 @@ constexpr std::string_view to_string(CommandKind k) {
     case CommandKind::grant_budget: return "grant_budget";
     case CommandKind::raise_alarm: return "raise_alarm";
     case CommandKind::export_state: return "export_state";
+    case CommandKind::export_therapy: return "export_therapy";
+    case CommandKind::import_therapy: return "import_therapy";
   }
   return "unknown";
 }
@@ -79,6 +83,10 @@ struct Command {
   /// (owned by the sender until the reply comes back).  The daemon journals that copy and
   /// only then replies on D-Bus, so an acknowledged programming act is durable (SPEC S7).
   CoreState* state_out = nullptr;
+  /// import_therapy only: the exported state (owned by the sender until the reply comes
+  /// back).  The core overwrites its unit-specific fields (battery, reservoir, counters)
+  /// with its own before taking the therapy over.
+  CoreState* state_in = nullptr;
 };
 
 enum class Refusal : std::uint8_t {

@@ -23,7 +23,7 @@ enum class EventType : std::uint8_t {
   resumed,
   bolus_started,        // source, mass
   bolus_finished,       // source, mass (delivered)
-  refill,               // volume (filled), volume2 (withdrawn)
+  refill,               // volume (filled), volume2 (withdrawn), estimate, pumped, percent
   alarm_raised,         // alarm
   alarm_cleared,        // alarm
   alarm_acknowledged,   // alarm
@@ -98,6 +98,10 @@ struct Event {
   Refusal refusal = Refusal::none;           // command_refused, periodic_skipped
   std::uint32_t index = 0;                   // periodic_skipped: dose index
   double percent = 0.0;                      // refill: measured accuracy (NaN if none)
+  Volume estimate;                           // refill: the pump's estimate of the residual
+  Volume pumped;                             // refill: volume pumped since the last refill
+  Volume tolerance;                          // refill: the discrepancy allowed (0: no check)
+  bool flagged = false;                      // refill: beyond tolerance (refill_discrepancy)
 };
 
 }  // namespace thecal

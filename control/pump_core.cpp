@@ -326,6 +326,8 @@ Reply PumpCore::apply(const Command& cmd, Now now) {
       r.id = cmd.id;
       break;
     case CommandKind::export_state: r.id = cmd.id; break;
+    case CommandKind::export_therapy: r = do_export(cmd, now); break;
+    case CommandKind::import_therapy: r = do_import(cmd, now); break;
   }
   publish(now, true);
   if (cmd.state_out != nullptr) export_state(*cmd.state_out, now);
@@ -533,11 +535,13 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
   // The refill check (SPEC 2): the measured residual against the estimate.
   double accuracy = std::nan("");
   const Volume estimate = reservoir_;  // the pump's estimate of the residual
+  const Volume delivered = pumped_since_refill_;
+  Volume tolerance = uL(0);
+  bool flagged = false;
   if (has_filled_) {
-    const Volume delivered = pumped_since_refill_;
-    const Volume tolerance = std::max(mL(1), delivered * 0.15);
+    tolerance = std::max(mL(1), delivered * 0.15);
     const Volume diff = cmd.withdrawn > estimate ? cmd.withdrawn - estimate : estimate - cmd.withdrawn;
-    if (diff > tolerance) raise_alarm(AlarmCode::refill_discrepancy, now);
+    flagged = diff > tolerance;
     if (delivered > uL(0)) accuracy = 100.0 * ((last_fill_ - cmd.withdrawn) / delivered);
     if (std::isfinite(accuracy)) refill_accuracy_ = accuracy;
   }
@@ -562,7 +566,13 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
   e.volume2 = cmd.withdrawn;
   e.percent = accuracy;
   e.mass = reservoir_conc_ * cmd.volume;
+  e.estimate = estimate;
+  e.pumped = delivered;
+  e.tolerance = tolerance;
+  e.flagged = flagged;
   emit(e);
+  // After the refill record, so that the log reads: the figures, then the alarm.
+  if (flagged) raise_alarm(AlarmCode::refill_discrepancy, now);
   if (cmd.plan != nullptr) emit_simple(EventType::prescription_loaded, now, cmd.caller.uid);
   Reply r;
   r.id = cmd.id;

@@ -130,6 +130,8 @@ class PumpCore {
   Reply do_refill(const Command& cmd, Now now);
   Reply do_acknowledge(const Command& cmd, Now now);
   Reply do_replace_battery(const Command& cmd, Now now);
+  Reply do_import(const Command& cmd, Now now);
+  Reply do_export(const Command& cmd, Now now);
   Reply do_raise_alarm(const Command& cmd, Now now);
   Reply refuse(const Command& cmd, Now now, Refusal why, std::string_view message);
   Reply refuse_state(const Command& cmd, Now now, Trigger t);

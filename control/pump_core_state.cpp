@@ -1,5 +1,6 @@
 // PumpCore: export and restore of the whole persistent state (SPEC S7, issue 7).
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "control/pump_core.hpp"
@@ -169,6 +170,102 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
   detect_wall_jump(now);
   publish(now, true);
   return rep;
+}
+
+}  // namespace thecal
+
+namespace thecal {
+
+// Pump replacement (SPEC 2, issue 11): the therapy of another unit, taken over by a fresh
+// one.  What moves: the prescription, the rolling 24 h ledger, the patient bolus starts
+// (lockout and count), periodic-dose bookkeeping, the catheter's contents, the jump guard
+// and the therapy alarms.  What stays this unit's own: the battery, the (empty) reservoir,
+// the step counters and totals (the journal's reservation arithmetic and the delivery
+// history are this unit's), the supervisor.  Monotonic times do not transfer between
+// units: they are mapped as if no time had passed since the export (elapsed = 0), so an
+// imported ledger entry or lockout start looks younger than it is, never older: the
+// ledger keeps its mass at least as long and a lockout lasts at least as long as on the
+// old unit.  Neither unit's wall clock is trusted to say how long the handover took.
+// The export is the old unit's last act: what it delivers afterwards would not be in the
+// new unit's ledger.  So it is allowed only while the pump cannot deliver by itself:
+// not priming or infusing, and not in a timed suspend that would resume on its own.
+Reply PumpCore::do_export(const Command& cmd, Now now) {
+  if (!plan_) return refuse(cmd, now, Refusal::invalid_state, "no prescription is loaded: there is no therapy to export");
+  if (state_ == PumpState::infusing || state_ == PumpState::priming) {
+    return refuse(cmd, now, Refusal::invalid_state,
+                  "suspend the pump (until Resume) before exporting: it must not deliver after the export");
+  }
+  if (state_ == PumpState::suspended && suspend_until_) {
+    return refuse(cmd, now, Refusal::invalid_state,
+                  "a timed suspend would resume delivery after the export: suspend until Resume first");
+  }
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+Reply PumpCore::do_import(const Command& cmd, Now now) {
+  if (cmd.state_in == nullptr) return refuse(cmd, now, Refusal::out_of_range, "no therapy to import");
+  if (state_ != PumpState::idle) {
+    FixedString<160> m;
+    m.append("a therapy can only be imported on a unit in idle; this one is ").append(to_string(state_));
+    return refuse(cmd, now, Refusal::invalid_state, m.view());
+  }
+  if (steps_issued_ != 0 || has_filled_ || total_volume_ > uL(0) || ledger_.sum_pg(now.mono) > 0) {
+    return refuse(cmd, now, Refusal::invalid_state,
+                  "this unit has a delivery history (it was filled or has pumped): import only on a fresh unit");
+  }
+  CoreState& in = *cmd.state_in;
+  if (!in.plan) return refuse(cmd, now, Refusal::out_of_range, "the exported therapy has no prescription");
+  if (auto problem = plan_problem(*in.plan)) return refuse(cmd, now, Refusal::invalid_prescription, *problem);
+
+  // This unit's own hardware and counters.
+  in.battery_used_mAs = battery_.used_mAs();
+  in.reservoir = uL(0);  // empty until its first Refill (withdrawn 0), SPEC 4
+  in.reservoir_conc = in.plan->concentration;
+  in.has_filled = false;
+  in.last_fill = uL(0);
+  in.pumped_since_refill = uL(0);
+  in.refill_accuracy = std::nan("");
+  in.prime_left = uL(0);
+  in.total_mass = total_mass_;
+  in.total_volume = total_volume_;
+  in.programmed_volume = programmed_volume_;
+  in.dropped_volume = dropped_volume_;
+  in.steps_dropped = steps_dropped_;
+  in.steps_issued = steps_issued_;
+  // The new unit does not deliver until a clinician starts it: no bolus runs on, no
+  // timer resumes; the bolus starts stay (lockout and count).
+  for (auto& b : in.boluses) b.active = false;
+  in.suspend_until.reset();
+  in.daily_hold = false;
+  in.state = in.state == PumpState::trial_finished ? PumpState::trial_finished : PumpState::idle;
+  // Alarms about the old unit's hardware, battery and reservoir do not apply to this one;
+  // therapy alarms (and latched catheter alarms: the catheter stays with the patient) do.
+  constexpr std::array kOwnAlarms{AlarmCode::motor_stall,   AlarmCode::driver_fault,  AlarmCode::reservoir_empty,
+                                   AlarmCode::hardware_fault, AlarmCode::battery_eos,   AlarmCode::storage_fault,
+                                   AlarmCode::reservoir_low,  AlarmCode::battery_eri,   AlarmCode::daily_limit,
+                                   AlarmCode::flow_deviation, AlarmCode::restart};
+  const auto own_alarms = alarms_;
+
+  const Steps budget = budget_;
+  const bool budget_logged = budget_exhausted_logged_;
+  const PumpState before = state_;
+  (void)restore_state(in, RestoreClock{now, Duration{0}}, 0);
+  budget_ = budget;  // granted by this unit's journal: still valid
+  budget_exhausted_logged_ = budget_logged;
+  for (const AlarmCode c : kOwnAlarms) alarms_[static_cast<std::size_t>(c)] = own_alarms[static_cast<std::size_t>(c)];
+  publish(now, true);
+  if (state_ != before) {
+    Event e = make_event(EventType::state_changed, now.mono, now.wall, cmd.caller.uid);
+    e.old_state = before;
+    e.new_state = state_;
+    emit(e);
+  }
+  emit_simple(EventType::prescription_loaded, now, cmd.caller.uid);
+  Reply r;
+  r.id = cmd.id;
+  return r;
 }
 
 }  // namespace thecal

@@ -16,6 +16,19 @@ void DeliveryHistory::record_totals(std::int64_t wall_us, double total_mcg, doub
   while (!minutes_.empty() && minutes_.begin()->first < wall_us - kRetentionUs) minutes_.erase(minutes_.begin());
 }
 
+void DeliveryHistory::record_refill(const Refill& r) {
+  refills_.push_back(r);
+  if (refills_.size() > 10'000) refills_.erase(refills_.begin());
+}
+
+std::vector<DeliveryHistory::Refill> DeliveryHistory::refills_since(std::int64_t from_us) const {
+  std::vector<Refill> out;
+  for (const auto& r : refills_) {
+    if (r.wall_us >= from_us) out.push_back(r);
+  }
+  return out;
+}
+
 std::optional<std::vector<DeliveryHistory::Bucket>> DeliveryHistory::query(std::uint64_t from_us, std::uint64_t to_us,
                                                                            std::uint64_t bucket_us) const {
   if (bucket_us == 0 || to_us <= from_us) return std::nullopt;

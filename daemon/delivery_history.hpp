@@ -25,6 +25,16 @@ class DeliveryHistory {
     double mcg;
     double ul;
   };
+  /// Every refill's check (SPEC 2: the measured accuracy), oldest first.
+  struct Refill {
+    std::int64_t wall_us = 0;
+    double filled_ul = 0, withdrawn_ul = 0, estimate_ul = 0, pumped_ul = 0;
+    double accuracy_percent = 0;  // NaN when not measured (first fill)
+    bool discrepancy = false;
+  };
+  void record_refill(const Refill& r);
+  [[nodiscard]] std::vector<Refill> refills_since(std::int64_t from_us) const;
+
   /// Buckets of `bucket_us` from `from_us` to `to_us` (end exclusive); nullopt if the
   /// arguments are out of range (zero bucket, to <= from, too many buckets).
   [[nodiscard]] std::optional<std::vector<Bucket>> query(std::uint64_t from_us, std::uint64_t to_us,
@@ -33,6 +43,7 @@ class DeliveryHistory {
  private:
   std::map<std::int64_t, std::pair<double, double>> minutes_;  // minute start -> (mcg, uL)
   std::optional<std::pair<double, double>> last_;
+  std::vector<Refill> refills_;
 };
 
 }  // namespace thecal::daemon

@@ -3,6 +3,7 @@
 #include <systemd/sd-journal.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace thecal::daemon {
@@ -53,6 +54,15 @@ void EventLog::restore(LoggedEvent e) {
   while (events_.size() > capacity_) events_.pop_front();
 }
 
+void EventLog::merge(const std::vector<LoggedEvent>& imported) {
+  for (const auto& e : imported) {
+    auto it = std::upper_bound(events_.begin(), events_.end(), e.wall_us,
+                               [](std::int64_t t, const LoggedEvent& x) { return t < x.wall_us; });
+    events_.insert(it, e);
+  }
+  while (events_.size() > capacity_) events_.pop_front();
+}
+
 std::vector<LoggedEvent> EventLog::since(std::int64_t since_us, std::uint32_t max) const {
   std::vector<LoggedEvent> out;
   auto it = std::lower_bound(events_.begin(), events_.end(), since_us,
@@ -89,7 +99,18 @@ DescribedEvent describe(const Event& e) {
       break;
     case EventType::refill:
       d.detail = "filled " + fmt("%.1f uL", to_uL(e.volume)) + ", withdrawn " + fmt("%.1f uL", to_uL(e.volume2));
-      d.priority = 5;
+      if (e.tolerance > uL(0)) {
+        // The refill check (SPEC 2): both figures, the difference, what was allowed, the accuracy.
+        d.detail += " (measured residual) against the pump's estimate " + fmt("%.1f uL", to_uL(e.estimate)) +
+                    ": difference " + fmt("%.1f uL", std::fabs(to_uL(e.volume2) - to_uL(e.estimate))) +
+                    ", allowed " + fmt("%.1f uL", to_uL(e.tolerance)) + "; pumped since the last refill " +
+                    fmt("%.1f uL", to_uL(e.pumped)) + ", accuracy " +
+                    (std::isfinite(e.percent) ? fmt("%.1f %%", e.percent) : std::string("not measured")) +
+                    (e.flagged ? "; DISCREPANCY: refill_discrepancy raised" : "; within tolerance");
+      } else {
+        d.detail += " (first fill: nothing to check)";
+      }
+      d.priority = e.flagged ? 4 : 5;
       break;
     case EventType::wall_clock_jump:
       d.detail = "wall clock moved " + fmt("%+.3f s", to_seconds(e.duration)) + " against the monotonic clock";

@@ -29,6 +29,9 @@ class EventLog {
   /// Puts back an event recovered from the thecal journal (not sent to systemd again, not
   /// passed to on_append).
   void restore(LoggedEvent e);
+  /// Inserts another unit's events (pump replacement) in time order; like restore(), they
+  /// are not sent to systemd again nor passed to on_append (the caller rewrites the journal).
+  void merge(const std::vector<LoggedEvent>& imported);
   /// Called with every appended event (the journal keeper records it: SPEC S11).
   std::function<void(const LoggedEvent&)> on_append;
   /// Events at or after `since_us`, oldest first, at most `max`.

@@ -300,6 +300,8 @@ int run(const Options& opt) {
              board->max_steps_per_cycle());
   } else {
     plant = std::make_unique<io::SimPlant>(cfg.board);
+    plant->set_pump_drift_percent(cfg.sim_pump_drift_percent);
+    if (cfg.sim_pump_drift_percent != 0.0) log_notice("Simulated pump drift: %+.2f %% of the commanded volume", cfg.sim_pump_drift_percent);
     if (auto e = plant->open_truth_file(cfg.state_dir + "/sim-plant-truth")) {
       log_warning("No plant truth file: %s, ignoring", e->c_str());
     }

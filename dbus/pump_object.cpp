@@ -8,7 +8,9 @@
 #include <string_view>
 
 #include "config/prescription.hpp"
+#include "config/sha256.hpp"
 #include "daemon/log.hpp"
+#include "daemon/therapy_document.hpp"
 #include "dbus/roles.hpp"
 #include "io/atomic_file.hpp"
 
@@ -20,6 +22,10 @@ constexpr const char* kErrInvalidPrescription = "org.thecal.Pump1.Error.InvalidP
 constexpr const char* kErrInvalidState = "org.thecal.Pump1.Error.InvalidState";
 constexpr const char* kErrOutOfRange = "org.thecal.Pump1.Error.OutOfRange";
 constexpr const char* kErrAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
+// ImportTherapy: a document that is truncated, corrupt, of a future format or whose parts
+// do not agree.  None of SPEC's names fits (OutOfRange is for numbers, InvalidPrescription
+// for prescription problems, InvalidState for the unit's state): see docs/maintenance.md.
+constexpr const char* kErrInvalidDocument = "org.thecal.Pump1.Error.InvalidDocument";
 
 constexpr std::int64_t kFastPropertyIntervalUs = 1'000'000;  // "at most once a second"
 constexpr std::uint64_t kIdlePollUs = 20'000;
@@ -71,6 +77,9 @@ struct PumpObject::Pending {
   bool internal = false;              // issued by the daemon itself (no D-Bus reply)
   std::unique_ptr<CoreState> state;   // the core's state after the command (journal)
   std::int64_t grant = 0;             // grant_budget: the steps granted
+  std::uint32_t uid = kSystemUid;     // the caller (export/import log)
+  std::unique_ptr<daemon::TherapyDocument> import;  // import_therapy: the document read
+  PumpState exported_state = PumpState::idle;        // import_therapy: the old unit's state
   ~Pending() {
     if (msg != nullptr) sd_bus_message_unref(msg);
   }
@@ -94,7 +103,7 @@ int PumpObject::submit(sd_bus_message* m, Command cmd, std::unique_ptr<Pending> 
   cmd.id = next_id_++;
   p->kind = cmd.kind;
   if (p->plan) cmd.plan = p->plan.get();
-  if (ctx_.journal != nullptr && cmd.kind != CommandKind::grant_budget) {
+  if ((ctx_.journal != nullptr && cmd.kind != CommandKind::grant_budget) || cmd.kind == CommandKind::export_therapy) {
     p->state = std::make_unique<CoreState>();
     cmd.state_out = p->state.get();
   }
@@ -365,11 +374,84 @@ int method_get_history(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   return r < 0 ? r : 1;
 }
 
-int method_not_yet(sd_bus_message* m, void* /*userdata*/, sd_bus_error* err) {
+int method_get_refills(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+  std::uint64_t from = 0;
+  int r = sd_bus_message_read(m, "t", &from);
+  if (r < 0) return r;
+  CallerInfo who;
+  if (!authorize(m, Need::any, who, err)) return -EACCES;
+  if (from > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return sd_bus_error_set(err, kErrOutOfRange, "from_usec out of range");
+  }
+  const auto refills = self(userdata)->context().history->refills_since(static_cast<std::int64_t>(from));
+  sd_bus_message* reply = nullptr;
+  r = sd_bus_message_new_method_return(m, &reply);
+  if (r < 0) return r;
+  r = sd_bus_message_open_container(reply, 'a', "(tdddddb)");
+  for (const auto& x : refills) {
+    if (r < 0) break;
+    r = sd_bus_message_append(reply, "(tdddddb)", static_cast<std::uint64_t>(std::max<std::int64_t>(0, x.wall_us)),
+                              x.filled_ul, x.withdrawn_ul, x.estimate_ul, x.pumped_ul, x.accuracy_percent,
+                              static_cast<int>(x.discrepancy));
+  }
+  if (r >= 0) r = sd_bus_message_close_container(reply);
+  if (r >= 0) r = sd_bus_send(nullptr, reply, nullptr);
+  sd_bus_message_unref(reply);
+  return r < 0 ? r : 1;
+}
+
+int method_export(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   CallerInfo who;
   if (!authorize(m, Need::clinician, who, err)) return -EACCES;
-  return sd_bus_error_setf(err, "org.freedesktop.DBus.Error.NotSupported",
-                           "%s is not implemented in this version of thecald", sd_bus_message_get_member(m));
+  Command cmd;
+  cmd.kind = CommandKind::export_therapy;
+  cmd.caller = to_caller(who);
+  auto p = std::make_unique<PumpObject::Pending>();
+  p->uid = who.uid;
+  return self(userdata)->submit(m, cmd, std::move(p), err);
+}
+
+int method_import(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+  auto* o = self(userdata);
+  const char* text = nullptr;
+  int r = sd_bus_message_read(m, "s", &text);
+  if (r < 0) return r;
+  CallerInfo who;
+  if (!authorize(m, Need::clinician, who, err)) return -EACCES;
+  // A refused import changes nothing but is recorded (who tried to load what, S11).
+  auto refused = [&](const char* name, const std::string& why) {
+    o->context().events->append({to_usec(o->context().loop->now().wall), "command_refused",
+                                 daemon::EventLog::who(who.uid), "import_therapy refused: " + why}, 4);
+    return sd_bus_error_setf(err, name, "%s", why.c_str());
+  };
+  std::string why;
+  auto doc = daemon::decode_therapy_document(text, &why);
+  if (!doc) return refused(kErrInvalidDocument, "therapy document refused: " + why);
+  // The prescription must be valid on this unit too (its drug library and board), and is
+  // compiled here afresh; it is the same text, so the same id.
+  config::PrescriptionContext pc{&o->context().drugs, o->context().config.board, o->context().loop->now().wall};
+  auto loaded = config::parse_prescription(doc->prescription, "prescription.yaml", pc);
+  if (!loaded.plan || !loaded.problems.empty()) {
+    return refused(kErrInvalidPrescription,
+                   "the exported prescription is not valid on this unit:\n" + config::format_all(loaded.problems));
+  }
+  if (!(loaded.plan->id == doc->state.plan->id)) {
+    return refused(kErrInvalidDocument, "therapy document refused: the prescription id does not match");
+  }
+  doc->state.plan = *loaded.plan;
+  auto p = std::make_unique<PumpObject::Pending>();
+  p->uid = who.uid;
+  p->store_path = o->context().config.prescription_path;
+  if (auto e = io::write_temp(p->store_path, doc->prescription)) {
+    return sd_bus_error_setf(err, kErrInvalidState, "Cannot store the prescription: %s", e->c_str());
+  }
+  Command cmd;
+  cmd.kind = CommandKind::import_therapy;
+  cmd.caller = to_caller(who);
+  cmd.state_in = &doc->state;  // the core rewrites its unit-specific fields
+  p->exported_state = doc->state.state;
+  p->import = std::move(doc);
+  return o->submit(m, cmd, std::move(p), err);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -612,11 +694,13 @@ const sd_bus_vtable kPumpVtable[] = {
                             method_get_events, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("GetDeliveryHistory", SD_BUS_ARGS("t", from_usec, "t", to_usec, "t", bucket_usec),
                             SD_BUS_RESULT("a(tdd)", buckets), method_get_history, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("GetRefillHistory", SD_BUS_ARGS("t", from_usec), SD_BUS_RESULT("a(tdddddb)", refills),
+                            method_get_refills, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ReplaceBattery", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_replace_battery,
                             SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_ARGS("ExportTherapy", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", document), method_not_yet,
+    SD_BUS_METHOD_WITH_ARGS("ExportTherapy", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", document), method_export,
                             SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_ARGS("ImportTherapy", SD_BUS_ARGS("s", document), SD_BUS_NO_RESULT, method_not_yet,
+    SD_BUS_METHOD_WITH_ARGS("ImportTherapy", SD_BUS_ARGS("s", document), SD_BUS_NO_RESULT, method_import,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_SIGNAL_WITH_ARGS("AlarmRaised", SD_BUS_ARGS("s", code, "s", priority, "s", message), 0),
     SD_BUS_SIGNAL_WITH_ARGS("AlarmCleared", SD_BUS_ARGS("s", code), 0),
@@ -793,12 +877,12 @@ void PumpObject::post_grant() {
   sd_bus_error_free(&e);
 }
 
-std::optional<std::string> PumpObject::journal_state(const CoreState& s) {
+std::optional<std::string> PumpObject::journal_state(const CoreState& s, bool force_rewrite) {
   daemon::JournalKeeper& j = *ctx_.journal;
   VolumeRate rate = status_.pump_rate;
   const std::uint64_t target = s.steps_issued + j.reservation_steps(rate);
   std::optional<std::string> err;
-  if (j.needs_compaction() || !j.healthy()) {
+  if (force_rewrite || j.needs_compaction() || !j.healthy()) {
     err = j.rewrite(s, target, ctx_.events->since(0, std::numeric_limits<std::uint32_t>::max()));
   } else {
     err = j.checkpoint(s, target);
@@ -829,6 +913,14 @@ void PumpObject::handle_reply(const Reply& r) {
     if (!r.ok()) granted_steps_ -= ctx_.journal != nullptr ? p->grant : kBudgetGrant;
   }
   if (p->kind == CommandKind::export_state) checkpoint_in_flight_ = false;
+  if (r.ok() && p->kind == CommandKind::export_therapy) {
+    finish_export(*p);
+    return;
+  }
+  if (r.ok() && p->kind == CommandKind::import_therapy) {
+    finish_import(*p);
+    return;
+  }
   // SPEC S7: a programming act is durable before its reply.  Refused commands changed
   // nothing but the event log (whose records go with the next write).
   if (p->state && ctx_.journal != nullptr && (r.ok() || p->kind == CommandKind::export_state)) {
@@ -875,9 +967,74 @@ void PumpObject::handle_reply(const Reply& r) {
   }
 }
 
+void PumpObject::finish_export(Pending& p) {
+  const CoreState& s = *p.state;
+  auto fail = [&](const std::string& why) {
+    if (p.msg != nullptr) (void)sd_bus_reply_method_errorf(p.msg, kErrInvalidState, "%s", why.c_str());
+  };
+  if (!s.plan) return fail("no prescription is loaded: there is no therapy to export");
+  std::string err;
+  const auto text = io::read_file(ctx_.config.prescription_path, &err);
+  if (!text || config::sha256_hex(*text) != s.plan->id.view()) {
+    return fail("the stored prescription file does not match the active prescription (" +
+                (text ? std::string("different text") : err) + "): cannot export it");
+  }
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "therapy exported for a replacement unit: prescription %.12s, state %s, %.3f mcg in the last 24 h, "
+                "%u patient boluses in the last 24 h, %zu events",
+                s.plan->id.c_str(), std::string(to_string(s.state)).c_str(), to_mcg(status_.delivered_24h),
+                status_.patient_boluses_24h, ctx_.events->size() + 1);
+  ctx_.events->append({to_usec(s.wall), "therapy_exported", daemon::EventLog::who(p.uid), buf}, 5);
+  const std::string doc =
+      daemon::encode_therapy_document(s, *text, ctx_.events->since(0, std::numeric_limits<std::uint32_t>::max()));
+  if (ctx_.journal != nullptr) {
+    if (auto e = journal_state(s)) return fail("the export could not be made durable in the journal: " + *e);
+  }
+  if (p.msg != nullptr) (void)sd_bus_reply_method_return(p.msg, "s", doc.c_str());
+}
+
+void PumpObject::finish_import(Pending& p) {
+  const daemon::TherapyDocument& d = *p.import;
+  // The old unit's log, marked as such, in time order with this unit's.
+  std::vector<daemon::LoggedEvent> imported = d.events;
+  for (auto& e : imported) e.detail = "[replaced unit] " + e.detail;
+  ctx_.events->merge(imported);
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "therapy imported from a replaced unit (%s there, exported at wall %lld us): prescription %.12s, "
+                "%zu patient bolus starts, %zu events; monotonic times mapped as if no time had passed since the "
+                "export (ledger and lockouts never shorter; the wall-clock difference is logged as a wall_clock_jump); "
+                "reservoir empty until the first refill",
+                std::string(to_string(p.exported_state)).c_str(), static_cast<long long>(to_usec(d.state.wall)),
+                d.state.plan ? d.state.plan->id.c_str() : "", d.state.patient_starts.size(), d.events.size());
+  ctx_.events->append({to_usec(ctx_.loop->now().wall), "therapy_imported", daemon::EventLog::who(p.uid), buf}, 5);
+  // The journal first (a rewrite, so the imported events are in the file with the state),
+  // then the prescription file: after a crash in between, the journal's plan is the one
+  // restored (the stored file is read only when the journal has none).
+  std::optional<std::string> journal_error;
+  if (ctx_.journal != nullptr && p.state) journal_error = journal_state(*p.state, true);
+  if (auto e = io::commit_temp(p.store_path)) log_error("Failed to store the imported prescription: %s", e->c_str());
+  p.store_path.clear();
+  if (journal_error) {
+    if (p.msg != nullptr) {
+      (void)sd_bus_reply_method_errorf(p.msg, kErrInvalidState,
+                                       "the therapy was imported but could not be made durable (%s): the pump is "
+                                       "stopped with the storage_fault alarm",
+                                       journal_error->c_str());
+    }
+    return;
+  }
+  if (p.msg != nullptr) (void)sd_bus_reply_method_return(p.msg, "");
+}
+
 void PumpObject::handle_event(const Event& e) {
   const auto d = daemon::describe(e);
   ctx_.events->append({to_usec(e.when), d.type, daemon::EventLog::who(e.uid), d.detail}, d.priority);
+  if (e.type == EventType::refill) {
+    ctx_.history->record_refill({to_usec(e.when), to_uL(e.volume), to_uL(e.volume2), to_uL(e.estimate), to_uL(e.pumped),
+                                 e.percent, e.flagged});
+  }
   if (bus_ == nullptr) return;
   switch (e.type) {
     case EventType::alarm_raised: {

@@ -92,7 +92,10 @@ class PumpObject {
   /// Journals `s` (a checkpoint, or a rewrite when the file is large or unhealthy) with a
   /// reservation sized for the current pump rate; grants what became durable.  Returns an
   /// error text if it could not be made durable (storage_fault is raised then).
-  std::optional<std::string> journal_state(const CoreState& s);
+  std::optional<std::string> journal_state(const CoreState& s, bool force_rewrite = false);
+  /// ExportTherapy/ImportTherapy after the dosing thread answered (pump replacement).
+  void finish_export(Pending& p);
+  void finish_import(Pending& p);
   void post_grant();
 
   PumpContext ctx_;

@@ -6,6 +6,7 @@
 // units of SPEC section 3 (mcg, uL, us).  Exit codes tell failures apart (see kExit*).
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -510,6 +511,61 @@ int cmd_clinician_bolus(sd_bus* bus, const Global& g, const Args& a) {
   return kExitOk;
 }
 
+// Pump replacement (SPEC 2): the therapy document of this unit to a file, and back on the
+// new unit.  The file is written whole (temporary file, fsync, rename), readable by its
+// owner only: it holds the patient's therapy.
+int cmd_export(sd_bus* bus, const Global& g, const Args& a) {
+  if (int e = need_args(a, 1, 1, "export FILE")) return e;
+  sd_bus_message* reply = nullptr;
+  int r = call(bus, kIface, "ExportTherapy", &reply, "");
+  if (r < 0) return -r;
+  const char* doc = nullptr;
+  r = sd_bus_message_read(reply, "s", &doc);
+  if (r < 0) {
+    sd_bus_message_unref(reply);
+    std::cerr << "thecalctl: cannot read the reply: " << std::strerror(-r) << "\n";
+    return kExitFailure;
+  }
+  const std::string text = doc;
+  sd_bus_message_unref(reply);
+  const std::string tmp = a[0] + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0;
+  for (std::size_t off = 0; ok && off < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) off += static_cast<std::size_t>(n);
+  }
+  ok = ok && ::fsync(fd) == 0;
+  if (fd >= 0) ok = (::close(fd) == 0) && ok;
+  ok = ok && ::rename(tmp.c_str(), a[0].c_str()) == 0;
+  if (!ok) {
+    std::cerr << "thecalctl: cannot write " << a[0] << ": " << std::strerror(errno) << "\n";
+    (void)::unlink(tmp.c_str());
+    return kExitFailure;
+  }
+  if (g.json) std::cout << "{\"file\":\"" << json_escape(a[0]) << "\",\"bytes\":" << text.size() << "}\n";
+  else std::cout << "Therapy exported to " << a[0] << " (" << text.size() << " bytes); import it on the new unit with 'thecalctl import " << a[0] << "'\n";
+  return kExitOk;
+}
+
+int cmd_import(sd_bus* bus, const Args& a) {
+  if (int e = need_args(a, 1, 1, "import FILE")) return e;
+  const auto text = slurp(a[0]);
+  if (!text) {
+    std::cerr << "thecalctl: cannot read " << a[0] << ": " << std::strerror(errno) << "\n";
+    return kExitUsage;
+  }
+  sd_bus_message* reply = nullptr;
+  const int r = call(bus, kIface, "ImportTherapy", &reply, "s", text->c_str());
+  if (r < 0) return -r;
+  sd_bus_message_unref(reply);
+  std::cout << "Therapy imported from " << a[0]
+            << ". The reservoir is empty: refill with '--withdrawn 0 mL', check the catheter, then start.\n";
+  return kExitOk;
+}
+
 int cmd_refill(sd_bus* bus, const Args& a) {
   std::string withdrawn;
   std::string prescription;
@@ -775,6 +831,8 @@ const char* kHelp =
     "  events [MAX]                    the event log, oldest first\n"
     "  history [SPAN [BUCKET]]         delivered mass and volume, e.g. 'history 7 d 1 d'\n"
     "  battery-replaced                record a battery replacement (clinician)\n"
+    "  export FILE                     write this unit's therapy for a replacement unit (clinician)\n"
+    "  import FILE                     take over an exported therapy on a fresh unit (clinician)\n"
     "  diagnostics                     dosing-loop statistics\n"
     "  time-scale FACTOR               simulator: simulated seconds per real second\n"
     "  fault NAME on|off               simulator: inject a fault\n\n"
@@ -865,6 +923,8 @@ int main(int argc, char** argv) {
     if (cmd == "ack") return cmd_ack(b, args);
     if (cmd == "events") return cmd_events(b, g, args);
     if (cmd == "history") return cmd_history(b, g, args);
+    if (cmd == "export") return cmd_export(b, g, args);
+    if (cmd == "import") return cmd_import(b, args);
     if (cmd == "battery-replaced") return noargs("battery-replaced") ? kExitUsage : simple(b, "ReplaceBattery");
     if (cmd == "diagnostics") return noargs("diagnostics") ? kExitUsage : cmd_diagnostics(b);
     if (cmd == "time-scale") return cmd_time_scale(b, args);

@@ -49,8 +49,8 @@ void SimPlant::write(const Actuation& out, MonoTime /*now*/) noexcept {
   // A driver in fault or a stalled motor does not move; a failed encoder misses pulses.
   if (fault(SimFault::driver_fault) || fault(SimFault::motor_stall)) return;
   steps_.fetch_add(out.steps, std::memory_order_relaxed);
-  true_ul_.store(true_ul_.load(std::memory_order_relaxed) + to_uL(board_.volume_per_step) * out.steps,
-                 std::memory_order_relaxed);
+  const double per_step = to_uL(board_.volume_per_step) * (1.0 + drift_.load(std::memory_order_relaxed) / 100.0);
+  true_ul_.store(true_ul_.load(std::memory_order_relaxed) + per_step * out.steps, std::memory_order_relaxed);
   if (truth_steps_ != nullptr) *truth_steps_ = *truth_steps_ + out.steps;
   if (!fault(SimFault::encoder_failure)) encoder_steps_ += out.steps;
 }

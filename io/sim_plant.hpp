@@ -52,11 +52,16 @@ class SimPlant final : public Backend {
   [[nodiscard]] double true_delivered_ul() const noexcept { return true_ul_.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t steps_seen() const noexcept { return steps_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool motor_enabled() const noexcept { return enabled_.load(std::memory_order_relaxed); }
+  /// A pump that delivers `percent` % more (negative: less) volume per step than its
+  /// calibration says, unseen by the encoder (it counts steps): the refill check finds it.
+  void set_pump_drift_percent(double percent) noexcept { drift_.store(percent, std::memory_order_relaxed); }
+  [[nodiscard]] double pump_drift_percent() const noexcept { return drift_.load(std::memory_order_relaxed); }
 
  private:
   BoardParams board_;
   std::atomic<std::uint32_t> faults_{0};
   std::atomic<double> true_ul_{0.0};
+  std::atomic<double> drift_{0.0};
   std::atomic<std::uint64_t> steps_{0};
   std::atomic<bool> enabled_{false};
   std::uint64_t encoder_steps_ = 0;  // steps the encoder has seen (dosing thread only)

@@ -114,5 +114,30 @@ TEST(DaemonConfig, DefaultsOfOptionalKeys) {
   EXPECT_FALSE(r.config->loop_cpu.has_value());
 }
 
+TEST(DaemonConfig, SimPumpDriftIsASignedPercentWithinFifty) {
+  const std::string base = load_text(source_dir() + "/examples/thecald-sim.yaml");
+  auto with = [&](const std::string& drift) {
+    std::string text = base;
+    const std::string key = "  time_scale: 1 ";
+    text.insert(text.find(key), "  pump_drift: " + drift + "\n");
+    return parse_daemon_config(text, "t.yaml");
+  };
+  LoadedDaemonConfig r = parse_daemon_config(base, "t.yaml");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_DOUBLE_EQ(r.config->sim_pump_drift_percent, 0.0);
+  r = with("5 %");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_DOUBLE_EQ(r.config->sim_pump_drift_percent, 5.0);
+  r = with("-7.5 %");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_DOUBLE_EQ(r.config->sim_pump_drift_percent, -7.5);
+  for (const char* bad : {"60 %", "-60 %", "5", "5 mL", "--5 %"}) {
+    r = with(bad);
+    EXPECT_FALSE(r.config.has_value()) << bad;
+    ASSERT_EQ(r.problems.size(), 1U) << bad << dump(r.problems);
+    EXPECT_NE(r.problems[0].format().find("sim.pump_drift"), std::string::npos) << r.problems[0].format();
+  }
+}
+
 }  // namespace
 }  // namespace thecal::config
