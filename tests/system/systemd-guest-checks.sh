@@ -118,6 +118,18 @@ check "therapy resumes from the journal: state $(pump State) without a new Start
 check "the restart is logged (event daemon_started after recovery)" \
   sh -c "[ \$(journalctl -u thecald -o cat THECAL_EVENT=daemon_started | wc -l) -ge 2 ]"
 
+# ---- 6b. upgrade path: the package installed again (postinst configure with the old version:
+# try-restart); the daemon restarts with a clean stop and therapy goes on from the journal ----
+pid1=$(prop MainPID)
+out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall "$deb" 2>&1); rc=$?
+[ $rc -eq 0 ] || echo "$out" | tail -n 10 | sed 's/^/  | /'
+wait_for 30 sh -c "[ \"\$(systemctl show -P MainPID thecald)\" != $pid1 ] && systemctl is-active --quiet thecald"
+pid2=$(prop MainPID)
+check "apt-get install --reinstall (rc $rc): postinst restarts thecald (MainPID $pid1 -> $pid2)" \
+  sh -c "[ $rc -eq 0 ] && [ $pid2 != $pid1 ] && [ $pid2 != 0 ]"
+wait_for 20 state_is infusing
+check "after the package upgrade therapy goes on: state $(pump State)" state_is infusing
+
 # ---- 7. systemctl stop leaves the motor disabled ---------------------------------------
 inv=$(prop InvocationID)
 systemctl stop thecald; rc=$?
