@@ -151,4 +151,39 @@ note "THECAL_WHO values: $who"
 check "a programming act by alice is recorded with her uid ($(id -u alice))" \
   sh -c "echo '$who' | grep -q 'uid=$(id -u alice)\"'"
 
+# ---- 9. backend gpiod on gpio-sim lines (when the rig's gpio-sim.ko is on the payload) ----
+# The hardened unit as user thecal on a GPIO chip: the udev rule, DeviceAllow, the lines, and
+# the enable line after systemctl stop.
+if [ -f "$P/gpio-sim.ko" ]; then
+  insmod "$P/configfs.ko" 2>/dev/null; insmod "$P/gpio-sim.ko" || fail "insmod gpio-sim.ko"
+  mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+  mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+  C=/sys/kernel/config/gpio-sim/bench
+  mkdir $C $C/bank0 && echo 16 > $C/bank0/num_lines && echo thecal-bench > $C/bank0/label
+  i=0
+  for n in PUMP_nEN PUMP_STEP PUMP_DIR HEARTBEAT BUZZER DRV_nFAULT ENCODER P_HIGH P_LOW BOLUS_nBTN BATT_nLOW; do
+    mkdir $C/bank0/line$i; echo $n > $C/bank0/line$i/name; i=$((i + 1))
+  done
+  echo 1 > $C/live
+  S=/sys/devices/platform/$(cat $C/dev_name)/$(cat $C/bank0/chip_name)
+  echo pull-up > $S/sim_gpio0/pull; echo pull-up > $S/sim_gpio10/pull   # the board's pull-ups on nENBL, nLOW
+  udevadm settle
+  dev=/dev/$(cat $C/bank0/chip_name)
+  check "the udev rule gives group thecal the GPIO chip: $dev $(stat -c '%G %a' $dev)" [ "$(stat -c '%G %a' $dev)" = "thecal 660" ]
+  install -m 0644 "$P/rig-thecald.yaml" /etc/thecal/thecald.yaml
+  systemctl start thecald; rc=$?
+  check "thecald starts with backend gpiod under the hardened unit (rc $rc, $(prop StatusText))" [ "$(systemctl is-active thecald)" = active ]
+  held=$(grep -c '|thecald' /sys/kernel/debug/gpio)
+  check "all 11 lines held by consumer thecald ($held)" [ "$held" = 11 ]
+  note "state $(pump State), enable line (nENBL) while running: $(cat $S/sim_gpio0/value)"
+  inv=$(prop InvocationID)
+  systemctl stop thecald; rc=$?
+  check "systemctl stop (rc $rc, exit status $(prop ExecMainStatus)): enable line inactive (nENBL=$(cat $S/sim_gpio0/value)), lines released ($(grep -c '|thecald' /sys/kernel/debug/gpio) held)" \
+    sh -c "[ \$(cat $S/sim_gpio0/value) = 1 ] && [ \$(grep -c '|thecald' /sys/kernel/debug/gpio) = 0 ] && [ \"\$(systemctl show -P ExecMainStatus thecald)\" = 0 ]"
+  check "the gpiod daemon logged 'motor disabled' on stop" \
+    sh -c "journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=$inv | grep -q 'motor disabled'"
+else
+  note "no gpio-sim.ko on the payload (run tests/system/gpio-sim-rig.sh once to build it): backend gpiod not checked"
+fi
+
 finish

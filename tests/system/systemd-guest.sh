@@ -175,6 +175,13 @@ mkdir -p "$P"
 cp "$DEB" "$P/"
 cp "$HERE/systemd-guest-checks.sh" "$P/checks.sh"
 cp "$SRC/examples/prescription-continuous.yaml" "$SRC/examples/prescription-flex.yaml" "$P/"
+# gpio-sim.ko as the gpio-sim rig builds it (same cache, same kernel): backend gpiod is then
+# checked on simulated lines too.
+if [ -f "$KC/mod/gpio-sim.ko" ]; then
+  cp "$KC/mod/gpio-sim.ko" "$KT/lib/modules/$K/kernel/fs/configfs/configfs.ko" "$HERE/rig-thecald.yaml" "$P/"
+else
+  log "no $KC/mod/gpio-sim.ko (built by gpio-sim-rig.sh): the guest checks backend sim only"
+fi
 mke2fs -q -t ext4 -L payload -d "$P" "$W/payload.img" 64M
 
 # ---- 7. boot and collect -----------------------------------------------------------------
