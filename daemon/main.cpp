@@ -387,6 +387,8 @@ int run(const Options& opt) {
   }
   r = object.attach(bus, event);
   if (r >= 0) r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
+  // Clients see the pump only once its (possibly restored) state is in place.
+  if (r >= 0 && !object.take_first_status(500)) log_warning("No status from the dosing thread within 500 ms");
   if (r >= 0) r = sd_bus_request_name(bus, dbus::kBusName, 0);
   if (r < 0) {
     log_error("Failed to export %s on the bus: %s", dbus::kBusName, std::strerror(-r));

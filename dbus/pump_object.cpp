@@ -1,5 +1,7 @@
 #include "dbus/pump_object.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -810,6 +812,17 @@ void PumpObject::raise_alarm(AlarmCode code) {
   sd_bus_error e = SD_BUS_ERROR_NULL;
   (void)submit(nullptr, cmd, nullptr, &e);
   sd_bus_error_free(&e);
+}
+
+bool PumpObject::take_first_status(int timeout_ms) {
+  for (int waited = 0; waited <= timeout_ms; ++waited) {
+    if (ctx_.loop->latest_status(status_)) {
+      for (const auto& p : kProperties) last_emitted_[p.name] = serialize(p, status_);
+      return true;
+    }
+    ::usleep(1000);
+  }
+  return false;
 }
 
 void PumpObject::grant_budget_if_needed() {

@@ -71,6 +71,10 @@ class PumpObject {
   /// Raises one of the alarms the daemon owns (restart, prescription_rejected, state_lost).
   void raise_alarm(AlarmCode code);
 
+  /// Waits (at most `timeout_ms`) for the dosing thread's first status snapshot and takes it,
+  /// so no client ever reads the default status of a pump whose state was restored.
+  bool take_first_status(int timeout_ms);
+
   /// Fails every call still waiting for the dosing thread (at shutdown).
   void fail_pending(const char* why);
 
