@@ -387,9 +387,15 @@ int run(const Options& opt) {
   }
   r = object.attach(bus, event);
   if (r >= 0) r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
-  // Clients see the pump only once its (possibly restored) state is in place.
-  if (r >= 0 && !object.take_first_status(500)) log_warning("No status from the dosing thread within 500 ms");
-  if (r >= 0) r = sd_bus_request_name(bus, dbus::kBusName, 0);
+  if (r >= 0) {
+    events.append({to_usec(loop.now().wall), "daemon_started", "pump", "thecald " THECAL_VERSION " started"}, 5);
+    object.raise_alarm(AlarmCode::restart);  // low, information (S5): the controller (re)started
+    if (!restored_plan) object.load_stored_prescription();
+    // Clients see the pump only once its (possibly restored) state, the restart alarm and
+    // the stored prescription are in place: nothing of the start arrives after the name.
+    if (!object.settle_startup(2000)) log_warning("The dosing thread did not settle within 2 s of start");
+    r = sd_bus_request_name(bus, dbus::kBusName, 0);
+  }
   if (r < 0) {
     log_error("Failed to export %s on the bus: %s", dbus::kBusName, std::strerror(-r));
     loop.stop();
@@ -397,9 +403,6 @@ int run(const Options& opt) {
     sd_bus_flush_close_unref(bus);
     return 1;
   }
-  events.append({to_usec(loop.now().wall), "daemon_started", "pump", "thecald " THECAL_VERSION " started"}, 5);
-  object.raise_alarm(AlarmCode::restart);  // low, information (S5): the controller (re)started
-  if (!restored_plan) object.load_stored_prescription();
 
   if (sd_watchdog_enabled(0, &rt.watchdog_usec) > 0 && rt.watchdog_usec > 0) {
     std::uint64_t now = 0;

@@ -825,6 +825,16 @@ bool PumpObject::take_first_status(int timeout_ms) {
   return false;
 }
 
+bool PumpObject::settle_startup(int timeout_ms) {
+  if (!take_first_status(timeout_ms)) return false;
+  for (int waited = 0; waited <= timeout_ms; ++waited) {
+    poll();
+    if (pending_.empty()) return true;
+    ::usleep(1000);
+  }
+  return false;
+}
+
 void PumpObject::grant_budget_if_needed() {
   if (ctx_.journal != nullptr) {
     daemon::JournalKeeper& j = *ctx_.journal;

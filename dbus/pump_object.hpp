@@ -75,6 +75,11 @@ class PumpObject {
   /// so no client ever reads the default status of a pump whose state was restored.
   bool take_first_status(int timeout_ms);
 
+  /// Takes the first status, then runs poll() until the dosing thread has answered every
+  /// command the daemon itself sent at start (the restart alarm, the stored prescription),
+  /// so the first client sees their events and state, not a half-started pump.
+  bool settle_startup(int timeout_ms);
+
   /// Fails every call still waiting for the dosing thread (at shutdown).
   void fail_pending(const char* why);
 

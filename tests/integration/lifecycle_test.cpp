@@ -289,6 +289,41 @@ TEST(Lifecycle, BatteryFromFullThroughEriToEosThenReplacedAndTherapyResumes) {
   EXPECT_TRUE(wait_until([&] { return u.c().get_double(kSim, "TrueDeliveredUl") > pumped + 1.0; }, 20'000));
 }
 
+// ---- start-up, as the first client sees it ----------------------------------------------
+
+namespace {
+std::string start_log(Unit& u) {
+  std::string out;
+  for (const auto& e : u.c().events()) out += e.type + " " + e.who + " " + e.detail + "\n";
+  return out;
+}
+}  // namespace
+
+TEST(Lifecycle, TheFirstClientSeesTheWholeStartNotAHalfStartedPump) {
+  // The harness reads State the moment the bus name appears: by then the start's events,
+  // the restart alarm and the restored state must all be there (a client that snapshots
+  // the pump right away must not see it change by itself a moment later).
+  Unit u;
+  std::string log = start_log(u);
+  EXPECT_NE(log.find("journal_created pump"), std::string::npos) << log;
+  EXPECT_NE(log.find("daemon_started pump"), std::string::npos) << log;
+  EXPECT_NE(log.find("alarm_raised pump restart"), std::string::npos) << log;
+  EXPECT_TRUE(u.has_alarm("restart")) << u.alarms();
+  ASSERT_NO_FATAL_FAILURE(u.infusing(source_dir() + "/examples/prescription-flex.yaml"));
+  const std::string id = u.c().get_string(kPump, "PrescriptionId");
+  ASSERT_FALSE(id.empty());
+  for (int i = 0; i < 3; ++i) {
+    u.crash_and_restart();
+    EXPECT_EQ(u.c().get_string(kPump, "PrescriptionId"), id) << "restart " << i;
+    EXPECT_EQ(u.state(), "infusing") << "restart " << i;
+    EXPECT_TRUE(u.has_alarm("restart")) << "restart " << i << ": " << u.alarms();
+    log = start_log(u);
+    std::size_t starts = 0;
+    for (std::size_t p = log.find("daemon_started"); p != std::string::npos; p = log.find("daemon_started", p + 1)) ++starts;
+    EXPECT_EQ(starts, static_cast<std::size_t>(i + 2)) << log;
+  }
+}
+
 // ---- 3. pump replacement ----------------------------------------------------------------
 
 struct Snapshot {
@@ -404,6 +439,7 @@ TEST(Lifecycle, PumpReplacementKeepsEveryLimitAndBadDocumentsAreRefusedWhole) {
     EXPECT_NE(r.err.find(bad.error), std::string::npos) << bad.what << ": " << r.err;
     EXPECT_EQ(snap(b), fresh) << bad.what;
   }
+
   std::size_t refusals = 0;
   for (const auto& e : b.c().events()) refusals += e.type == "command_refused" && e.who == "uid=0" ? 1 : 0;
   EXPECT_EQ(refusals, bads.size());
