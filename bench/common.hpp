@@ -172,6 +172,9 @@ class Bus {
   sd_bus* bus_ = nullptr;
 };
 
+/// Latency histograms cover 1 us bins up to thecald's coarse range (69.632 ms), so neither
+/// side's max is cut at 4 ms; cyclictest is run with `-h` this size.
+inline constexpr std::size_t kHistUs = 69'632;
 inline constexpr const char* kPumpName = "org.thecal.Pump1";
 inline constexpr const char* kPumpPath = "/org/thecal/Pump1";
 inline constexpr const char* kPumpIface = "org.thecal.Pump1";

@@ -82,9 +82,17 @@ def rows(r):
         out.append(("CPU % of one core at 1 kHz (< 2)", f"{fp['cpu_percent_of_one_core']:.2f}",
                     "met" if fp["cpu_percent_of_one_core"] < 2 else "MISSED"))
         j = fp.get("journal", {})
-        out.append(("journal fsyncs/min at steady basal (<= 1)",
-                    f"{j.get('per_minute', 0):.2f}" if j.get("status") == "measured" else "pending",
-                    "" if j.get("status") != "measured" else ("met" if j["per_minute"] <= 1 else "MISSED")))
+        sim = j.get("steady_basal_simulated")
+        if j.get("status") == "measured" and sim and sim.get("simulated_minutes", 0) > 0:
+            out.append(("journal fsyncs/min at steady basal (<= 1); simulated minutes",
+                        f"{sim['per_simulated_minute']:.2f}; {sim['simulated_minutes']:.0f} min",
+                        "met" if sim["per_simulated_minute"] <= 1 else "MISSED"))
+            out.append(("journal fsyncs in the 1x window (real minutes)",
+                        f"{j['journal_writes_in_window']} in {fp['window_s']/60:.1f} min", ""))
+        else:
+            out.append(("journal fsyncs/min at steady basal (<= 1)",
+                        f"{j.get('per_minute', 0):.2f}" if j.get("status") == "measured" else "pending",
+                        "" if j.get("status") != "measured" else ("met" if j["per_minute"] <= 1 else "MISSED")))
     for name, sec in res.items():
         if isinstance(sec, dict) and "error" in sec:
             out.append((f"{name}: FAILED", sec["error"][:60], "error"))

@@ -11,6 +11,7 @@ namespace {
 
 constexpr Duration kMinLoopPeriod = usec(100);
 constexpr Duration kMaxLoopPeriod = msec(10);
+constexpr Duration kMaxCpuDmaLatency = msec(10);
 constexpr Duration kMaxDebounce = seconds(1);
 constexpr std::uint64_t kMaxLineOffset = 65535;
 constexpr std::size_t kMaxLineName = 31;  // GPIO_MAX_NAME_SIZE - 1
@@ -44,7 +45,7 @@ void read_paths(Document& doc, const YamlNode* n, DaemonConfig& c) {
 }
 
 void read_loop(Document& doc, const YamlNode* n, DaemonConfig& c) {
-  MapReader m(doc, n, {"period", "priority", "cpu"});
+  MapReader m(doc, n, {"period", "priority", "cpu", "cpu_dma_latency"});
   if (const YamlNode* p = m.require("period")) {
     if (auto d = read_duration(doc, *p, Sign::positive, true)) {
       if (*d < kMinLoopPeriod || *d > kMaxLoopPeriod) {
@@ -59,6 +60,17 @@ void read_loop(Document& doc, const YamlNode* n, DaemonConfig& c) {
   }
   if (const YamlNode* p = m.get("cpu")) {
     if (auto v = read_uint(doc, *p, 0, 1023)) c.loop_cpu = static_cast<int>(*v);
+  }
+  if (const YamlNode* p = m.get("cpu_dma_latency")) {
+    if (p->kind == YamlNode::Kind::scalar && p->value == "off") {
+      c.cpu_dma_latency.reset();
+    } else if (auto d = read_duration(doc, *p, Sign::non_negative, true)) {
+      if (*d > kMaxCpuDmaLatency) {
+        doc.problem(*p, "cpu_dma_latency must be from 0 ms to 10 ms, or off, found " + in_quotes(p->value));
+      } else {
+        c.cpu_dma_latency = *d;
+      }
+    }
   }
 }
 

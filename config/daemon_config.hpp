@@ -39,6 +39,9 @@ struct DaemonConfig {
   std::string state_dir = "/var/lib/thecal";
   int loop_priority = 80;               // SCHED_FIFO
   std::optional<int> loop_cpu;          // affinity
+  // loop.cpu_dma_latency: the PM QoS limit on CPU idle-exit latency thecald holds while it
+  // runs (/dev/cpu_dma_latency, as cyclictest does); nullopt: "off", the kernel decides.
+  std::optional<Duration> cpu_dma_latency = Duration{0};
   double sim_time_scale = 1.0;          // backend sim only
   double sim_pump_drift_percent = 0.0;  // backend sim only: the plant pumps this % more
   BoardParams board;                    // motor:, loop.period, battery:

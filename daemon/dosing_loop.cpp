@@ -81,7 +81,7 @@ std::uint64_t LatencyHistogram::quantile_ns(double q) const {
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < kBins; ++i) {
     seen += counts[i];
-    if (seen >= rank) return std::min<std::uint64_t>((i + 1) * kNsPerUs, std::max<std::uint64_t>(max_ns, 1));
+    if (seen >= rank) return std::min<std::uint64_t>(upper_edge_ns(i), std::max<std::uint64_t>(max_ns, 1));
   }
   return max_ns;
 }
@@ -93,7 +93,7 @@ LatencyHistogram LatencyHistogram::operator-(const LatencyHistogram& earlier) co
   // of the highest non-empty bin bounds it (exact when it is the overflow bin's max).
   for (std::size_t i = counts.size(); i-- > 0;) {
     if (d.counts[i] != 0) {
-      d.max_ns = i == kBins ? max_ns : std::min<std::uint64_t>((i + 1) * kNsPerUs, max_ns);
+      d.max_ns = i == kBins ? max_ns : std::min<std::uint64_t>(upper_edge_ns(i), max_ns);
       break;
     }
   }
@@ -240,9 +240,11 @@ void DosingLoop::run() {
     }
     const std::int64_t woke = mono_ns();
     const auto late = static_cast<std::uint64_t>(std::max<std::int64_t>(0, woke - deadline));
-    const std::size_t bin = std::min<std::size_t>(late / kNsPerUs, LatencyHistogram::kBins);
-    latency_bins_[bin].fetch_add(1, std::memory_order_relaxed);
+    latency_bins_[LatencyHistogram::bin_of(late)].fetch_add(1, std::memory_order_relaxed);
     if (late > latency_max_ns_.load(std::memory_order_relaxed)) latency_max_ns_.store(late, std::memory_order_relaxed);
+    // The main thread may reset this one between the load and the store: the sample stored
+    // is then one of the new interval's first, which is where it belongs.
+    if (late > interval_max_ns_.load(std::memory_order_relaxed)) interval_max_ns_.store(late, std::memory_order_relaxed);
 
     cycle(woke / kNsPerUs);
     const std::int64_t done = mono_ns();

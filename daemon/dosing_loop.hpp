@@ -34,14 +34,37 @@ struct LoopOptions {
   std::uint32_t status_every = 10;  // cycles between status snapshots
 };
 
-/// Wake-up latency histogram: 1 us bins up to kBins us, plus an overflow bin.
+/// Wake-up latency histogram: 1 us bins up to 4.096 ms (cyclictest's resolution), then
+/// 64 us bins up to 69.632 ms (a hypervisor or SMI stall still lands in a bin, so the max
+/// over any interval is known to 64 us), then one overflow bin.
 struct LatencyHistogram {
-  static constexpr std::size_t kBins = 4096;
+  static constexpr std::size_t kFineBins = 4096;     // [0, 4096) us, 1 us each
+  static constexpr std::size_t kCoarseBins = 1024;   // [4096, 69632) us, 64 us each
+  static constexpr std::uint64_t kCoarseWidthNs = 64'000;
+  static constexpr std::size_t kBins = kFineBins + kCoarseBins;  // index kBins: overflow
+  static constexpr std::uint64_t kFineEndNs = kFineBins * 1000;
+  static constexpr std::uint64_t kCoarseEndNs = kFineEndNs + kCoarseBins * kCoarseWidthNs;
   std::array<std::uint64_t, kBins + 1> counts{};
   std::uint64_t max_ns = 0;
+  /// The bin a latency falls in (kBins: overflow).
+  [[nodiscard]] static constexpr std::size_t bin_of(std::uint64_t ns) {
+    if (ns < kFineEndNs) return static_cast<std::size_t>(ns / 1000);
+    if (ns < kCoarseEndNs) return kFineBins + static_cast<std::size_t>((ns - kFineEndNs) / kCoarseWidthNs);
+    return kBins;
+  }
+  /// Lower and upper edge (ns) of bin i < kBins.
+  [[nodiscard]] static constexpr std::uint64_t lower_edge_ns(std::size_t i) {
+    return i < kFineBins ? i * 1000 : kFineEndNs + (i - kFineBins) * kCoarseWidthNs;
+  }
+  [[nodiscard]] static constexpr std::uint64_t upper_edge_ns(std::size_t i) {
+    return i < kFineBins ? (i + 1) * 1000 : kFineEndNs + (i - kFineBins + 1) * kCoarseWidthNs;
+  }
   [[nodiscard]] std::uint64_t total() const;
-  /// Upper edge (ns) of the bin holding quantile q in [0, 1]; the max if it overflowed.
+  /// Upper edge (ns) of the bin holding quantile q in [0, 1] (never above the max); the
+  /// max if it overflowed.
   [[nodiscard]] std::uint64_t quantile_ns(double q) const;
+  /// The difference of two cumulative histograms; its max_ns is the upper edge of the
+  /// highest non-empty bin (exact for the overflow bin only if it holds the overall max).
   LatencyHistogram operator-(const LatencyHistogram& earlier) const;
 };
 
@@ -82,6 +105,9 @@ class DosingLoop {
   /// The newest status snapshot, if one arrived since the last call.
   bool latest_status(Status& out);
   [[nodiscard]] LoopDiagnostics diagnostics() const;
+  /// The exact largest wake-up latency (ns) since the previous call (0 if no cycle ran):
+  /// the main thread takes it once a minute for the *LastMinute figures.
+  std::uint64_t take_interval_max() { return interval_max_ns_.exchange(0, std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t cycles() const { return cycles_.load(std::memory_order_relaxed); }
   /// The loop's current time (simulated with the sim backend), at most one cycle old.
   [[nodiscard]] Now now() const;
@@ -119,6 +145,7 @@ class DosingLoop {
   std::atomic<std::uint64_t> overruns_{0};
   std::atomic<std::uint64_t> step_max_ns_{0};
   std::atomic<std::uint64_t> latency_max_ns_{0};
+  std::atomic<std::uint64_t> interval_max_ns_{0};  // since the last take_interval_max()
   std::atomic<bool> realtime_{false};
   std::array<std::atomic<std::uint64_t>, LatencyHistogram::kBins + 1> latency_bins_{};
   std::atomic<std::int64_t> now_mono_{0};

@@ -569,11 +569,12 @@ int get_diag(sd_bus* /*bus*/, const char* /*path*/, const char* /*iface*/, const
   std::uint64_t v = 0;
   if (p == "RealtimeScheduling") return sd_bus_message_append(reply, "b", static_cast<int>(d.realtime));
   if (p == "LatencyHistogram") {
-    // Non-empty 1 us bins as (lower edge ns, count); the overflow bin is (max_ns, count).
+    // Non-empty bins as (lower edge ns, count): 1 us wide below 4.096 ms, 64 us wide up to
+    // 69.632 ms; the overflow bin is (max_ns, count).
     int r = sd_bus_message_open_container(reply, 'a', "(tt)");
     for (std::size_t i = 0; r >= 0 && i < d.latency.counts.size(); ++i) {
       if (d.latency.counts[i] == 0) continue;
-      const std::uint64_t edge = i < daemon::LatencyHistogram::kBins ? i * 1000 : d.latency.max_ns;
+      const std::uint64_t edge = i < daemon::LatencyHistogram::kBins ? daemon::LatencyHistogram::lower_edge_ns(i) : d.latency.max_ns;
       r = sd_bus_message_append(reply, "(tt)", edge, d.latency.counts[i]);
     }
     return r < 0 ? r : sd_bus_message_close_container(reply);
@@ -1137,7 +1138,11 @@ void PumpObject::poll() {
   const std::int64_t now_us = daemon::real_monotonic_us();
   if (now_us - minute_started_us_ >= 60'000'000) {
     const auto d = ctx_.loop->diagnostics();
-    if (minute_started_us_ != 0) last_minute_ = d.latency - minute_base_;
+    const std::uint64_t minute_max = ctx_.loop->take_interval_max();
+    if (minute_started_us_ != 0) {
+      last_minute_ = d.latency - minute_base_;
+      last_minute_.max_ns = minute_max;  // exact, not a bin edge
+    }
     minute_base_ = d.latency;
     minute_started_us_ = now_us;
   }

@@ -114,6 +114,42 @@ TEST(DaemonConfig, DefaultsOfOptionalKeys) {
   EXPECT_FALSE(r.config->loop_cpu.has_value());
 }
 
+TEST(DaemonConfig, CpuDmaLatencyIsZeroByDefaultADurationUpTo10msOrOff) {
+  const std::string base = load_text(source_dir() + "/examples/thecald-sim.yaml");
+  auto with = [&](const std::string& v) {
+    std::string text = base;
+    const std::string key = "  cpu_dma_latency: 0 ms";
+    text.replace(text.find(key), key.size(), "  cpu_dma_latency: " + v);
+    return parse_daemon_config(text, "t.yaml");
+  };
+  std::string without = base;
+  const std::size_t line = without.find("  cpu_dma_latency:");
+  without.erase(line, without.find('\n', line) + 1 - line);
+  LoadedDaemonConfig r = parse_daemon_config(without, "t.yaml");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  ASSERT_TRUE(r.config->cpu_dma_latency.has_value());
+  EXPECT_EQ(*r.config->cpu_dma_latency, Duration{0});
+  r = with("0.05 ms");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_EQ(*r.config->cpu_dma_latency, usec(50));
+  r = with("off");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_FALSE(r.config->cpu_dma_latency.has_value());
+  const std::pair<const char*, const char*> bad[] = {
+      {"-1 ms", "loop.cpu_dma_latency: "},
+      {"20 ms", "loop.cpu_dma_latency: cpu_dma_latency must be from 0 ms to 10 ms, or off, found \"20 ms\""},
+      {"0", "loop.cpu_dma_latency: "},
+      {"fast", "loop.cpu_dma_latency: "},
+  };
+  for (const auto& [v, msg] : bad) {
+    r = with(v);
+    EXPECT_FALSE(r.config.has_value()) << v;
+    ASSERT_EQ(r.problems.size(), 1U) << v << ": " << dump(r.problems);
+    EXPECT_NE(r.problems[0].format().find(msg), std::string::npos) << r.problems[0].format();
+    EXPECT_EQ(r.problems[0].format().rfind("t.yaml:13:", 0), 0U) << r.problems[0].format();
+  }
+}
+
 TEST(DaemonConfig, SimPumpDriftIsASignedPercentWithinFifty) {
   const std::string base = load_text(source_dir() + "/examples/thecald-sim.yaml");
   auto with = [&](const std::string& drift) {

@@ -1,12 +1,17 @@
 // The walking skeleton end to end: a private bus with the real policy, the real thecald on
 // the simulated pump, driven by the real thecalctl.  The plant's true pumped volume must
 // match the programmed basal rate over the infusion, within one motor step (SPEC S6).
+#include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
+#include <map>
 #include <limits>
 #include <thread>
 
@@ -158,6 +163,68 @@ TEST_F(WalkingSkeleton, AStoredPrescriptionThatNoLongerValidatesIsRejectedAtStar
   EXPECT_NE(again.log().find("is not valid"), std::string::npos) << again.log();
 }
 
+TEST_F(WalkingSkeleton, TheMainThreadLeavesTheLoopCpuToTheDosingThread) {
+  // examples/thecald-sim.yaml: loop.cpu 1.  Each thread's affinity, by its name.
+  std::map<std::string, cpu_set_t> threads;
+  const std::string task = "/proc/" + std::to_string(daemon.pid()) + "/task";
+  DIR* d = opendir(task.c_str());
+  ASSERT_NE(d, nullptr);
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(task + "/" + e->d_name + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    ASSERT_EQ(sched_getaffinity(std::stoi(e->d_name), sizeof set, &set), 0);
+    threads[name] = set;
+  }
+  closedir(d);
+  ASSERT_EQ(threads.size(), 2u) << "thecald has its main thread and the dosing thread, nothing else";
+  ASSERT_TRUE(threads.count("thecal-dosing"));
+  ASSERT_TRUE(threads.count("thecald"));
+  cpu_set_t mine;
+  ASSERT_EQ(sched_getaffinity(0, sizeof mine, &mine), 0);  // what thecald inherited
+  const cpu_set_t& loop = threads["thecal-dosing"];
+  const cpu_set_t& main = threads["thecald"];
+  EXPECT_EQ(CPU_COUNT(&loop), 1);
+  EXPECT_TRUE(CPU_ISSET(1, &loop));
+  if (CPU_ISSET(1, &mine) && CPU_COUNT(&mine) >= 2) {
+    EXPECT_FALSE(CPU_ISSET(1, &main));
+    EXPECT_EQ(CPU_COUNT(&main), CPU_COUNT(&mine) - 1);
+    EXPECT_NE(daemon.log().find("other than the dosing loop's CPU 1"), std::string::npos) << daemon.log();
+  } else {
+    EXPECT_TRUE(CPU_EQUAL(&main, &mine)) << "nowhere else to go: the main thread keeps what it had";
+  }
+}
+
+TEST_F(WalkingSkeleton, HoldsThePmQosRequestWhileItRuns) {
+  // loop.cpu_dma_latency: 0 ms (examples/thecald-sim.yaml): the request is an open file.
+  const std::string fd_dir = "/proc/" + std::to_string(daemon.pid()) + "/fd";
+  auto holds = [&] {
+    DIR* d = opendir(fd_dir.c_str());
+    if (d == nullptr) return false;
+    bool found = false;
+    while (const dirent* e = readdir(d)) {
+      char target[256] = {};
+      if (readlink((fd_dir + "/" + e->d_name).c_str(), target, sizeof target - 1) > 0) {
+        found = found || std::string(target) == "/dev/cpu_dma_latency";
+      }
+    }
+    closedir(d);
+    return found;
+  };
+  if (access("/dev/cpu_dma_latency", W_OK) == 0) {
+    EXPECT_TRUE(holds()) << daemon.log();
+    EXPECT_NE(daemon.log().find("Holding /dev/cpu_dma_latency at 0 us"), std::string::npos) << daemon.log();
+  } else {
+    // Not ours to write (no root, no udev rule): a named warning, and the pump runs anyway.
+    EXPECT_FALSE(holds());
+    EXPECT_NE(daemon.log().find("Could not hold /dev/cpu_dma_latency"), std::string::npos) << daemon.log();
+    EXPECT_EQ(client.get_string(kPump, "State"), "idle");
+  }
+}
+
 TEST_F(WalkingSkeleton, SigtermStopsCleanly) {
   ASSERT_EQ(ctl({"load", example("prescription-continuous.yaml")}).exit_code, 0);
   const int status = daemon.stop();
@@ -171,6 +238,34 @@ TEST_F(WalkingSkeleton, SigtermStopsCleanly) {
 
 namespace thecal::test {
 namespace {
+
+TEST(Thecald, APmQosRequestItCannotMakeIsAWarningAndThePumpRunsAnyway) {
+  TempDir dir;
+  PrivateBus bus(dir.path());
+  // A path that cannot be opened for writing (a directory) stands for a /dev/cpu_dma_latency
+  // the service has no access to.
+  ASSERT_EQ(setenv("THECAL_CPU_DMA_LATENCY_PATH", dir.path().c_str(), 1), 0);
+  {
+    Daemon d(dir.path(), bus.address());
+    Client c(bus.address());
+    EXPECT_EQ(c.get_string("org.thecal.Pump1", "State"), "idle");
+    EXPECT_NE(d.log().find("Could not hold " + dir.path() + " at 0 us (Is a directory)"), std::string::npos) << d.log();
+  }
+  // And one it can: the request (int32 microseconds) is written and held.
+  const std::string file = dir.path() + "/qos";
+  { std::ofstream(file).put('x'); }
+  ASSERT_EQ(setenv("THECAL_CPU_DMA_LATENCY_PATH", file.c_str(), 1), 0);
+  {
+    Daemon d(dir.path(), bus.address());
+    std::ifstream in(file, std::ios::binary);
+    std::int32_t v = -1;
+    in.read(reinterpret_cast<char*>(&v), sizeof v);
+    EXPECT_EQ(in.gcount(), 4);
+    EXPECT_EQ(v, 0);
+    EXPECT_NE(d.log().find("Holding " + file + " at 0 us"), std::string::npos) << d.log();
+  }
+  unsetenv("THECAL_CPU_DMA_LATENCY_PATH");
+}
 
 TEST(Thecald, RefusesAConfigFileOthersCanWrite) {
   TempDir dir;

@@ -60,6 +60,10 @@ caps=$(grep CapEff /proc/"$(prop MainPID)"/status | awk '{print $2}')
 check "effective capabilities are CAP_SYS_NICE and CAP_IPC_LOCK only ($caps)" [ "$caps" = 0000000000804000 ]
 fifo=$(for t in /proc/$pid/task/*; do chrt -p "${t##*/}"; done 2>/dev/null | grep -c 'SCHED_FIFO')
 check "the dosing loop runs SCHED_FIFO ($fifo thread(s))" [ "$fifo" -ge 1 ]
+check "the udev rule gives group thecal /dev/cpu_dma_latency ($(stat -c '%G %a' /dev/cpu_dma_latency))" \
+  [ "$(stat -c '%G %a' /dev/cpu_dma_latency)" = "thecal 660" ]
+check "thecald holds its PM QoS request open on /dev/cpu_dma_latency (loop.cpu_dma_latency)" \
+  sh -c "ls -l /proc/$pid/fd | grep -q /dev/cpu_dma_latency"
 
 # ---- 3. roles through the real bus policy ----------------------------------------------
 useradd -m -G thecal-clinician alice
