@@ -7,7 +7,7 @@
 #                [--no-plots] [-- thecal-bench options...]
 #
 #   (default)   the short run, as ctest -L bench runs it: a few minutes
-#   --full      the long run for published figures (about 10 minutes)
+#   --full      the long run for published figures (about 30 minutes)
 #   --out FILE  results file (default bench/results/latest.json); plots go beside it
 #   --guest     then run the same benchmark in the PREEMPT_RT guest under qemu TCG
 #               (tests/system/bench-rt-guest.sh; results in DIR-OF-OUT/guest/, printed
@@ -67,7 +67,7 @@ done
 # ---- run ----------------------------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
 if [ $FULL = 1 ]; then
-  ARGS=(--seconds 60 --rounds 6 --dbus-calls 20000 --dbus-seconds 10 --footprint-seconds 60 --starts 20 --ticks 200000 --accuracy-days 30)
+  ARGS=(--seconds 180 --rounds 18 --dbus-calls 20000 --dbus-seconds 10 --footprint-seconds 60 --starts 20 --ticks 200000 --accuracy-days 30)
 else
   ARGS=(--seconds 10 --rounds 2 --dbus-calls 3000 --dbus-seconds 3 --footprint-seconds 10 --starts 5 --ticks 50000 --accuracy-days 30)
 fi

@@ -653,7 +653,7 @@ Json footprint_section(Context& c) {
   // what a pump at time scale 1 writes per real minute.  Everything is counted: reservations,
   // event flushes, checkpoints, compactions.
   {
-    constexpr double kScale = 360;  // 6 simulated minutes per real second
+    constexpr double kScale = 3600;  // a simulated hour per real second: the 60 s window is 2.5 days
     b.set_time_scale(kScale);
     sleep_s(0.5);
     const std::uint64_t w0 = b.get_u64(kDiagIface, "WallClockUsec");

@@ -466,7 +466,7 @@ struct PropertyDef {
   int (*append)(sd_bus_message* reply, const Status& s);
 };
 
-int append_alarms(sd_bus_message* reply, const Status& s) {
+int append_alarms(sd_bus_message* reply, const Status& s, const PumpObject* o = nullptr) {
   int r = sd_bus_message_open_container(reply, 'a', "(ssst)");
   for (std::size_t i = 0; i < kAlarmCount && r >= 0; ++i) {
     const auto& a = s.alarms[i];
@@ -474,7 +474,7 @@ int append_alarms(sd_bus_message* reply, const Status& s) {
     const auto code = static_cast<AlarmCode>(i);
     const std::string c(to_string(code));
     const std::string p(to_string(priority_of(code)));
-    const std::string msg = std::string(alarm_message(code));
+    const std::string msg = o != nullptr ? o->alarm_text(code) : std::string(alarm_message(code));
     r = sd_bus_message_append(reply, "(ssst)", c.c_str(), p.c_str(), msg.c_str(), wall_or_zero(a.raised));
   }
   if (r < 0) return r;
@@ -501,7 +501,7 @@ const PropertyDef kProperties[] = {
     {"PatientBolusesToday", "u", false, [](sd_bus_message* r, const Status& s) { return sd_bus_message_append(r, "u", s.patient_boluses_24h); }},
     {"NextPatientBolusUsec", "t", true, [](sd_bus_message* r, const Status& s) { return sd_bus_message_append(r, "t", wall_or_zero(s.next_patient_bolus)); }},
     {"BolusActive", "b", false, [](sd_bus_message* r, const Status& s) { return sd_bus_message_append(r, "b", static_cast<int>(s.bolus_active)); }},
-    {"ActiveAlarms", "a(ssst)", false, append_alarms},
+    {"ActiveAlarms", "a(ssst)", false, [](sd_bus_message* r, const Status& s) { return append_alarms(r, s); }},
     {"BatteryPercent", "d", true, [](sd_bus_message* r, const Status& s) { return sd_bus_message_append(r, "d", s.battery_percent); }},
     {"RefillDueUsec", "t", true, [](sd_bus_message* r, const Status& s) { return sd_bus_message_append(r, "t", wall_or_zero(s.refill_due)); }},
     {"TrialEndsUsec", "t", false, [](sd_bus_message* r, const Status& s) {
@@ -521,6 +521,7 @@ int get_pump_property(sd_bus* /*bus*/, const char* /*path*/, const char* /*iface
                       sd_bus_message* reply, void* userdata, sd_bus_error* err) {
   const PropertyDef* p = find_property(property);
   if (p == nullptr) return sd_bus_error_setf(err, SD_BUS_ERROR_UNKNOWN_PROPERTY, "no property %s", property);
+  if (std::string_view(property) == "ActiveAlarms") return append_alarms(reply, self(userdata)->status(), self(userdata));
   return p->append(reply, self(userdata)->status());
 }
 
@@ -927,6 +928,12 @@ std::optional<std::string> PumpObject::journal_state(const CoreState& s, bool fo
 
 void PumpObject::set_granted(std::int64_t steps) { granted_steps_ = steps; }
 
+std::string PumpObject::alarm_text(AlarmCode code) const {
+  const auto i = static_cast<std::size_t>(code);
+  if (i < kAlarmCount && !alarm_detail_[i].empty()) return alarm_detail_[i];
+  return std::string(alarm_message(code));
+}
+
 void PumpObject::handle_reply(const Reply& r) {
   auto it = pending_.find(r.id);
   if (it == pending_.end()) return;
@@ -1058,13 +1065,24 @@ void PumpObject::handle_event(const Event& e) {
   if (e.type == EventType::refill) {
     ctx_.history->record_refill({to_usec(e.when), to_uL(e.volume), to_uL(e.volume2), to_uL(e.estimate), to_uL(e.pumped),
                                  e.percent, e.flagged});
+    // The core raises refill_discrepancy right after this event: its message gets the figures.
+    if (e.flagged) {
+      char buf[256];
+      (void)std::snprintf(buf, sizeof buf, "%s: measured %.1f uL, estimate %.1f uL (allowed difference %.1f uL)",
+                          std::string(alarm_message(AlarmCode::refill_discrepancy)).c_str(), to_uL(e.volume2),
+                          to_uL(e.estimate), to_uL(e.tolerance));
+      alarm_detail_[static_cast<std::size_t>(AlarmCode::refill_discrepancy)] = buf;
+    }
+  }
+  if (e.type == EventType::alarm_cleared && static_cast<std::size_t>(e.alarm) < kAlarmCount) {
+    alarm_detail_[static_cast<std::size_t>(e.alarm)].clear();
   }
   if (bus_ == nullptr) return;
   switch (e.type) {
     case EventType::alarm_raised: {
       const std::string code(to_string(e.alarm));
       const std::string prio(to_string(priority_of(e.alarm)));
-      const std::string msg = std::string(alarm_message(e.alarm));
+      const std::string msg = alarm_text(e.alarm);
       (void)sd_bus_emit_signal(bus_, kObjectPath, kPumpInterface, "AlarmRaised", "sss", code.c_str(), prio.c_str(), msg.c_str());
       break;
     }

@@ -11,6 +11,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -121,6 +122,15 @@ class PumpObject {
   bool checkpoint_in_flight_ = false;
   bool checkpoint_wanted_ = false;
   bool storage_fault_raised_ = false;
+  // Figures that go with an active alarm's message (ActiveAlarms, AlarmRaised), where the
+  // core's event carried them: the refill check's residual and estimate.  Empty: the fixed text.
+  std::array<std::string, kAlarmCount> alarm_detail_;
+
+ public:
+  /// The message of an active alarm: its fixed text, or that text with its figures.
+  [[nodiscard]] std::string alarm_text(AlarmCode code) const;
+
+ private:
   std::int64_t last_rewrite_try_us_ = 0;
 
  public:

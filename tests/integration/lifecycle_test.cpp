@@ -216,6 +216,16 @@ TEST(Lifecycle, RefillCheckFindsADriftingPumpAfterASimulatedMonth) {
     const double accuracy = u.c().get_double(kPump, "RefillAccuracyPercent");
     EXPECT_NEAR(accuracy, 100.0 + x.drift, 0.1);
     EXPECT_EQ(u.has_alarm("refill_discrepancy"), x.alarm) << u.alarms();
+    if (x.alarm) {
+      // The alarm itself carries both figures (ActiveAlarms, as thecalctl alarms shows it).
+      const std::string shown = u.alarms();
+      char est[32];
+      char measured[32];
+      std::snprintf(est, sizeof est, "estimate %.1f uL", estimate);
+      std::snprintf(measured, sizeof measured, "measured %.1f uL", 20000.0 - truth);
+      EXPECT_NE(shown.find(est), std::string::npos) << shown;
+      EXPECT_NE(shown.find(measured), std::string::npos) << shown;
+    }
     // The event log has the refill with both figures, the tolerance and the accuracy.
     bool found = false;
     for (const auto& e : u.c().events()) {
