@@ -66,13 +66,14 @@ class CpuDmaLatency {
       return;
     }
     const auto us = static_cast<std::int32_t>(to_usec(*limit));
-    const char* test_path = std::getenv("THECAL_CPU_DMA_LATENCY_PATH");  // tests of the failure path only
+    // Tests of the failure path only; read once, before any other thread exists.
+    const char* test_path = std::getenv("THECAL_CPU_DMA_LATENCY_PATH");  // NOLINT(concurrency-mt-unsafe)
     const char* path = test_path != nullptr ? test_path : "/dev/cpu_dma_latency";
     fd_ = ::open(path, O_WRONLY | O_CLOEXEC);
     if (fd_ < 0 || ::write(fd_, &us, sizeof us) != static_cast<ssize_t>(sizeof us)) {
       log_warning("Could not hold %s at %d us (%s): CPUs may sleep deeper between cycles, which delays the dosing "
                   "loop's wake-ups (the package's udev rule gives group thecal access; loop.cpu_dma_latency: off "
-                  "silences this)", path, static_cast<int>(us), std::strerror(errno));
+                  "silences this)", path, static_cast<int>(us), strerrordesc_np(errno));
       if (fd_ >= 0) ::close(fd_);
       fd_ = -1;
       return;
@@ -100,7 +101,7 @@ void keep_off_loop_cpu(int loop_cpu) {
   if (!CPU_ISSET(loop_cpu, &set) || CPU_COUNT(&set) < 2) return;  // nowhere else to go
   CPU_CLR(loop_cpu, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0) {
-    log_warning("Could not keep the main thread off the dosing loop's CPU %d: %s", loop_cpu, std::strerror(errno));
+    log_warning("Could not keep the main thread off the dosing loop's CPU %d: %s", loop_cpu, strerrordesc_np(errno));
   } else {
     log_info("Main thread runs on the CPUs other than the dosing loop's CPU %d", loop_cpu);
   }
