@@ -206,7 +206,11 @@ TEST(Lifecycle, RefillCheckFindsADriftingPumpAfterASimulatedMonth) {
     const double truth = u.c().get_double(kSim, "TrueDeliveredUl");
     const double estimate = u.c().get_double(kPump, "ReservoirUl");
     const double commanded = 20000.0 - estimate;
-    ASSERT_GT(commanded, 15000.0) << "a month at 0.6 mL/day";
+    // A month at 0.6 mL/day is 18 mL.  At 20000x a journal reservation lasts ~30 ms of real
+    // time; on a slow machine (sanitizers, load) the loop may run out of budget before the
+    // next one is fsynced, and holds those steps back (never delivered late, S7), so the
+    // month can come out short.  What matters below is truth against commanded.
+    ASSERT_GT(commanded, 10000.0) << "most of a month at 0.6 mL/day";
     EXPECT_NEAR(truth, commanded * (1.0 + x.drift / 100.0), 2.0);
     // The clinician withdraws what is really left and measures it.
     char withdrawn[64];
