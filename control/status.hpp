@@ -68,6 +68,7 @@ struct Status {
   };
   std::array<Bolus, 3> boluses{};       // index: BolusSource
   VolumeRate pump_rate;                 // volume rate commanded now (follows the tip: S3)
+  Volume prime_left;                    // priming volume not yet stepped (0 unless priming)
   MassRate mass_rate;                   // mass rate programmed now at the tip (basal + boluses)
   bool daily_limit_hold = false;        // S1 is holding delivery back right now
   Mass room_24h;                        // daily_limit - delivered_24h, >= 0

@@ -306,4 +306,12 @@ std::uint64_t JournalKeeper::reservation_steps(VolumeRate pump_rate) const {
   return static_cast<std::uint64_t>(steps);
 }
 
+std::uint64_t JournalKeeper::reservation_steps(VolumeRate pump_rate, Volume prime_left) const {
+  const std::uint64_t size = reservation_steps(pump_rate);
+  if (!(prime_left > Volume{})) return size;
+  const double need = std::ceil(to_uL(prime_left) / to_uL(board_.volume_per_step));
+  const auto steps = need > static_cast<double>(kMaxReservationSteps) ? kMaxReservationSteps : static_cast<std::uint64_t>(need);
+  return std::max(kMinReservationSteps, std::min(size, steps));
+}
+
 }  // namespace thecal::daemon

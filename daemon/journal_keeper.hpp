@@ -115,6 +115,10 @@ class JournalKeeper {
   /// Reservation size for a pump rate: kReservationHorizon of delivery, within
   /// [kMinReservationSteps, kMaxReservationSteps].
   [[nodiscard]] std::uint64_t reservation_steps(VolumeRate pump_rate) const;
+  /// The same, for a pump that is priming with `prime_left` still to go: never more than
+  /// priming needs (at least kMinReservationSteps), so no prime-rate reservation is still
+  /// outstanding when priming ends (a crash would count it all as pumped, S7).
+  [[nodiscard]] std::uint64_t reservation_steps(VolumeRate pump_rate, Volume prime_left) const;
 
   [[nodiscard]] std::uint64_t reserved() const { return reserved_; }
   [[nodiscard]] std::uint64_t last_size() const { return last_size_; }

@@ -842,7 +842,7 @@ void PumpObject::grant_budget_if_needed() {
     daemon::JournalKeeper& j = *ctx_.journal;
     post_grant();
     if (checkpoint_in_flight_) return;
-    const auto size = static_cast<std::int64_t>(j.reservation_steps(status_.pump_rate));
+    const auto size = static_cast<std::int64_t>(j.reservation_steps(status_.pump_rate, status_.prime_left));
     const auto left = static_cast<std::int64_t>(j.reserved()) - static_cast<std::int64_t>(status_.steps_issued);
     bool want = checkpoint_wanted_ || left < size / 2 || j.needs_compaction();
     if (!j.healthy()) {
@@ -905,7 +905,10 @@ void PumpObject::post_grant() {
 std::optional<std::string> PumpObject::journal_state(const CoreState& s, bool force_rewrite) {
   daemon::JournalKeeper& j = *ctx_.journal;
   VolumeRate rate = status_.pump_rate;
-  const std::uint64_t target = s.steps_issued + j.reservation_steps(rate);
+  // The state exported with this command is newer than the last status: a priming that has
+  // just ended must not be reserved for at the prime rate.
+  if (status_.state == PumpState::priming && !(s.prime_left > Volume{})) rate = VolumeRate{};
+  const std::uint64_t target = s.steps_issued + j.reservation_steps(rate, s.prime_left);
   std::optional<std::string> err;
   if (force_rewrite || j.needs_compaction() || !j.healthy()) {
     err = j.rewrite(s, target, ctx_.events->since(0, std::numeric_limits<std::uint32_t>::max()));

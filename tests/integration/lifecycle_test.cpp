@@ -338,6 +338,26 @@ TEST(Lifecycle, TheFirstClientSeesTheWholeStartNotAHalfStartedPump) {
   }
 }
 
+TEST(Lifecycle, ACrashRightAfterPrimingOverCountsAtMostAFewSteps) {
+  // S7: after a crash the unconfirmed remainder of the last reservation counts as pumped.
+  // The reservations made while priming are sized for the prime rate (1 mL/h: 10 min is
+  // 667 steps); once priming is done, what is left of them must not stay outstanding, or a
+  // crash right after priming would count ~100 uL (1 mg of morphine at 10 mg/mL) as given.
+  Unit u;
+  ASSERT_EQ(u.ctl({"load", source_dir() + "/examples/prescription-flex.yaml"}).exit_code, 0);
+  ASSERT_EQ(u.ctl({"refill", "--withdrawn", "0 mL", "20 mL"}).exit_code, 0);
+  ASSERT_EQ(u.ctl({"time-scale", "3600"}).exit_code, 0);
+  ASSERT_EQ(u.ctl({"prime", "0.22 mL"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return u.c().get_bool(kPump, "CatheterPrimed") && u.state() == "idle"; }));
+  ASSERT_EQ(u.ctl({"time-scale", "1"}).exit_code, 0);
+  const double before = u.c().get_double(kPump, "ReservoirUl");
+  EXPECT_NEAR(before, 20000.0 - 220.0, 0.3);
+  u.crash_and_restart();
+  const double after = u.c().get_double(kPump, "ReservoirUl");
+  EXPECT_LE(after, before) << "S7: never under-count";
+  EXPECT_GE(after, before - 8 * 0.25) << "more than 8 steps counted as pumped after a crash right after priming" << u.daemon_log();
+}
+
 // ---- 3. pump replacement ----------------------------------------------------------------
 
 struct Snapshot {
