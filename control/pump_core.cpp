@@ -695,9 +695,7 @@ void PumpCore::publish(Now now, bool slow) {
   s.pump_rate = state_ == PumpState::priming ? board_.prime_rate
                 : tip > Concentration{}     ? s.mass_rate / tip
                                             : VolumeRate{};
-  s.prime_left = state_ == PumpState::priming
-                     ? step_volume() * static_cast<double>(std::max<std::int64_t>(0, prime_steps_left_))
-                     : Volume{};
+  s.prime_left = state_ == PumpState::priming ? prime_left() : Volume{};
   s.reservoir = reservoir_;
   s.catheter_primed = plan_.has_value() && catheter_.full(step_volume());
   s.delivered_24h = ledger_.sum(now.mono);

@@ -23,6 +23,7 @@
 // `now` they are applied with: apply() first integrates up to it with the old settings.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -178,6 +179,11 @@ class PumpCore {
   void reset_trial_guard(Now now);
   void prune_patient_history(MonoTime now);
   [[nodiscard]] Volume step_volume() const { return board_.volume_per_step; }
+  /// The priming volume not yet stepped (prime_steps_left_ counts every step of the priming
+  /// not yet issued; prime_prog_left_ is part of the same volume, not an addition to it).
+  [[nodiscard]] Volume prime_left() const {
+    return step_volume() * static_cast<double>(std::max<std::int64_t>(0, prime_steps_left_));
+  }
   void publish(Now now, bool slow);
   void compute_slow_status(Now now);
 

@@ -33,9 +33,7 @@ void PumpCore::export_state(CoreState& out, Now now) const {
   out.suspend_until = suspend_until_;
   out.trial_end_mono = trial_end_mono_;
   out.trial_end_logged = trial_end_logged_;
-  // prime_steps_left_ counts every step of the priming not yet issued (prime_prog_left_ is
-  // the part of the same volume not yet programmed, not an addition to it).
-  out.prime_left = step_volume() * static_cast<double>(std::max<std::int64_t>(0, prime_steps_left_));
+  out.prime_left = prime_left();
   for (std::size_t i = 0; i < boluses_.size(); ++i) {
     const auto& b = boluses_[i];
     out.boluses[i] = CoreBolusState{b.active, b.dose, b.rate, b.start, b.end, b.programmed, b.held, b.uid};
