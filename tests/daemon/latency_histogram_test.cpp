@@ -70,9 +70,16 @@ TEST(LatencyHistogram, TheLoopCountsEveryCycleAndHandsOutAnExactIntervalMax) {
   DosingLoop loop(core, plant, o);
   EXPECT_EQ(loop.take_interval_max(), 0u);
   ASSERT_FALSE(loop.start().has_value());
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto ran = [&](std::uint64_t n) {  // a deadline, not a duration
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (loop.diagnostics().cycles < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling interval
+    }
+    return loop.diagnostics().cycles >= n;
+  };
+  ASSERT_TRUE(ran(150));
   const std::uint64_t first = loop.take_interval_max();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(ran(loop.diagnostics().cycles + 100));
   loop.stop();
   const std::uint64_t second = loop.take_interval_max();
   const LoopDiagnostics d = loop.diagnostics();

@@ -311,9 +311,18 @@ TEST_F(Api, SignalsAndRateLimitedPropertiesChanged) {
 }
 
 TEST_F(Api, FloodOfCallsDoesNotDisturbTheLoop) {
-  ASSERT_NO_FATAL_FAILURE(infusing());
+  // What a flood must not disturb is the dosing: the loop keeps cycling and the plant pumps
+  // exactly the programmed integral while four clients hammer the bus.  How much the flood
+  // moves the loop's wake-up latency is a timing figure: the benchmark measures it beside
+  // cyclictest (bench/, docs/performance.md), never a unit test on a shared machine.
+  ASSERT_NO_FATAL_FAILURE(infusing("prescription-continuous.yaml"));
+  const double primed = client->get_double(kSim, "TrueDeliveredUl");
+  ASSERT_DOUBLE_EQ(client->get_double(kPump, "BasalRateMcgPerDay"), 1500.0);
+  ASSERT_DOUBLE_EQ(client->get_double(kPump, "ConcentrationMcgPerMl"), 10'000.0);
+  ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
   const std::uint64_t overruns0 = client->get_u64(kDiag, "Overruns");
   const std::uint64_t cycles0 = client->get_u64(kDiag, "LoopCycles");
+  const std::uint64_t wall0 = client->get_u64(kDiag, "WallClockUsec");
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> calls{0};
   std::atomic<std::uint64_t> failures{0};
@@ -332,19 +341,39 @@ TEST_F(Api, FloodOfCallsDoesNotDisturbTheLoop) {
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::seconds(3));
+  // Flood until the loop has run 2,000 cycles and two simulated hours under it, and the
+  // bus has answered 2,000 calls (a deadline, not a duration: a stalled loop fails here).
+  const bool went_on = wait_until(
+      [&] {
+        return client->get_u64(kDiag, "LoopCycles") - cycles0 >= 2000 &&
+               client->get_u64(kDiag, "WallClockUsec") - wall0 >= 2 * 3'600'000'000ULL && calls.load() >= 2000;
+      },
+      120'000);
+  const auto r = ctl({"suspend"});
   stop = true;
   for (auto& t : flooders) t.join();
-  const std::uint64_t cycles = client->get_u64(kDiag, "LoopCycles") - cycles0;
-  const std::uint64_t overruns = client->get_u64(kDiag, "Overruns") - overruns0;
-  RecordProperty("flood_calls", std::to_string(calls.load()));
-  RecordProperty("loop_overruns_during_flood", std::to_string(overruns));
+  ASSERT_TRUE(went_on) << "cycles " << client->get_u64(kDiag, "LoopCycles") - cycles0 << ", calls " << calls.load();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(failures.load(), 0u);
-  EXPECT_GT(calls.load(), 1000u);
-  EXPECT_GT(cycles, 2500u) << "the loop must keep its 1 kHz pace under the flood";
-  // A SCHED_FIFO loop is not preempted by the bus thread; allow a handful for VM noise.
-  EXPECT_LE(overruns, 5u) << "cycles " << cycles;
-  EXPECT_EQ(state(), "infusing");
+  EXPECT_EQ(state(), "suspended");
+  RecordProperty("flood_calls", std::to_string(calls.load()));
+  RecordProperty("loop_overruns_during_flood", std::to_string(client->get_u64(kDiag, "Overruns") - overruns0));
+
+  // The plant pumped the programmed integral from start to suspend (simulated times from
+  // the event log), within one step plus one loop cycle (3.6 s simulated) at the edges.
+  std::uint64_t t_start = 0, t_suspend = 0;
+  for (const auto& e : client->events()) {
+    if (e.type == "started") t_start = e.time_us;
+    if (e.type == "suspended") t_suspend = e.time_us;
+  }
+  ASSERT_GT(t_suspend, t_start);
+  ASSERT_GT(t_start, 0u);
+  const double rate_ul_day = 150.0;  // examples/prescription-continuous.yaml: 1.5 mg/day at 10 mg/mL
+
+  const double days = static_cast<double>(t_suspend - t_start) / 86'400e6;
+  const double pumped = client->get_double(kSim, "TrueDeliveredUl") - primed;
+  EXPECT_NEAR(pumped, rate_ul_day * days, 0.25 + rate_ul_day * 3.6 / 86'400.0) << "simulated days " << days;
+  EXPECT_GT(pumped, 10.0) << "two simulated hours at 150 uL/day";
 }
 
 // ---- roles -----------------------------------------------------------------------------
@@ -464,24 +493,35 @@ TEST_F(Api, ValidatePrintsProblemsOrASummary) {
 
 TEST_F(Api, MonitorShowsChangesAsTheyHappen) {
   const std::string log = dir.path() + "/monitor.log";
+  const auto text = [&] {
+    std::ifstream f(log);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
   Process monitor({thecalctl_path(), "--address", bus->address(), "monitor"}, log);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // thecalctl prints its banner once its match rule is in place on the bus.
+  ASSERT_TRUE(wait_until([&] { return text().find("Monitoring") != std::string::npos; })) << text();
   ASSERT_NO_FATAL_FAILURE(infusing());
   ASSERT_EQ(ctl({"fault", "occlusion", "on"}).exit_code, 0);
   ASSERT_TRUE(wait_until([&] { return state() == "stopped"; }, 3000));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(wait_until([&] {
+    const std::string t = text();
+    return t.find("AlarmRaised high occlusion") != std::string::npos && t.find("State=stopped") != std::string::npos;
+  }))
+      << text();
   monitor.stop(SIGTERM);
-  std::ifstream f(log);
-  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("State=infusing"), std::string::npos) << text;
-  EXPECT_NE(text.find("AlarmRaised high occlusion"), std::string::npos) << text;
-  EXPECT_NE(text.find("State=stopped"), std::string::npos) << text;
+  const std::string all = text();
+  EXPECT_NE(all.find("State=infusing"), std::string::npos) << all;
+  EXPECT_NE(all.find("AlarmRaised high occlusion"), std::string::npos) << all;
+  EXPECT_NE(all.find("State=stopped"), std::string::npos) << all;
 }
 
 TEST_F(Api, HistoryAndEventsReadableByEveryone) {
   ASSERT_NO_FATAL_FAILURE(infusing());
+  const std::uint64_t started = client->get_u64(kDiag, "WallClockUsec");
   ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // Two simulated hours of delivery (a deadline, not a duration).
+  ASSERT_TRUE(wait_until([&] { return client->get_u64(kDiag, "WallClockUsec") - started >= 2 * 3'600'000'000ULL; },
+                         60'000));
   auto r = ctl({"--json", "history", "3 h", "1 h"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // Some mass in the last hours; 1 to 2 mg/day flex means tens of mcg per hour.
@@ -529,24 +569,34 @@ namespace {
 
 TEST_F(Api, BolusCountAndReservoirRefusalsThroughTheBus) {
   ASSERT_NO_FATAL_FAILURE(infusing());
-  // max_per_day 4, lockout 3 h: at 20000x a lockout passes in about half a second.
-  ASSERT_EQ(ctl({"time-scale", "20000"}).exit_code, 0);
-  int given = 0;
-  for (int attempt = 0; attempt < 200 && given < 4; ++attempt) {
+  // max_per_day 4, lockout 3 h: at 3600x a lockout passes in 3 s, and the rolling 24 h
+  // leaves 12 s of slack for a slow host between the first and the fifth request.
+  ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
+  // Each request waits for the lockout to pass on the pump's own clock (a condition with a
+  // deadline); the clock may move on between the read and the call, never back.
+  const auto lockout_passed = [&] {
+    return client->get_u64(kPump, "NextPatientBolusUsec") <= client->get_u64(kDiag, "WallClockUsec");
+  };
+  for (int given = 0; given < 4; ++given) {
+    ASSERT_TRUE(wait_until(lockout_passed, 30'000)) << "bolus " << given;
     const auto r = ctl({"bolus"});
-    if (r.exit_code == 0) ++given;
-    else ASSERT_NE(r.err.find("LockoutActive"), std::string::npos) << r.err;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_EQ(r.exit_code, 0) << "bolus " << given << ": " << r.err;
   }
-  ASSERT_EQ(given, 4);
-  // The fifth inside the rolling 24 h: BolusLimitReached (once the lockout has passed).
-  std::string last;
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));
-    last = client->call(kPump, "RequestBolus", "");
-    if (last != "org.thecal.Pump1.Error.LockoutActive") break;
+  EXPECT_EQ(client->get_u32(kPump, "PatientBolusesToday"), 4u);
+  std::vector<std::uint64_t> starts;
+  for (const auto& e : client->events()) {
+    if (e.type == "bolus_started" && e.detail.rfind("patient ", 0) == 0) starts.push_back(e.time_us);
   }
-  EXPECT_EQ(last, "org.thecal.Pump1.Error.BolusLimitReached");
+  ASSERT_EQ(starts.size(), 4u);
+  // The next one is allowed when the first leaves the rolling 24 h, not after the lockout.
+  EXPECT_EQ(client->get_u64(kPump, "NextPatientBolusUsec"), starts[0] + 24 * 3'600'000'000ULL);
+  // Once the fourth's lockout has passed, a fifth inside the 24 h: BolusLimitReached.
+  ASSERT_TRUE(wait_until([&] { return client->get_u64(kDiag, "WallClockUsec") >= starts[3] + 3 * 3'600'000'000ULL; },
+                         30'000));
+  EXPECT_EQ(client->call(kPump, "RequestBolus", ""), "org.thecal.Pump1.Error.BolusLimitReached");
+  EXPECT_EQ(client->get_u32(kPump, "PatientBolusesToday"), 4u);
+  EXPECT_LT(client->get_u64(kDiag, "WallClockUsec"), starts[0] + 24 * 3'600'000'000ULL)
+      << "the fifth request must fall inside the first bolus's 24 h for this test to mean anything";
   ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
 }
 
@@ -564,6 +614,41 @@ TEST_F(Api, ABolusTheReservoirCannotHoldIsRefused) {
   EXPECT_NE(r.err.find("org.thecal.Pump1.Error.ReservoirLow"), std::string::npos) << r.err;
   EXPECT_EQ(client->get_u32(kPump, "PatientBolusesToday"), 0u);
   EXPECT_FALSE(client->get_bool(kPump, "BolusActive"));
+}
+
+}  // namespace
+}  // namespace thecal::test
+
+namespace thecal::test {
+namespace {
+
+TEST_F(Api, TimeScaleOutOfRangeIsRefusedAndChangesNothing) {
+  ASSERT_EQ(client->call("org.freedesktop.DBus.Properties", "Set", "ssv", kSim, "TimeScale", "d", 250.0), "");
+  ASSERT_DOUBLE_EQ(client->get_double(kSim, "TimeScale"), 250.0);
+  const auto logged = [&] {
+    int n = 0;
+    for (const auto& e : client->events()) n += e.type == "time_scale" ? 1 : 0;
+    return n;
+  };
+  const int events_before = logged();
+  ASSERT_EQ(events_before, 1);
+  for (const double bad : {0.0, 20001.0, std::numeric_limits<double>::quiet_NaN(), -1.0, 0.999,
+                           std::numeric_limits<double>::infinity()}) {
+    EXPECT_EQ(client->call("org.freedesktop.DBus.Properties", "Set", "ssv", kSim, "TimeScale", "d", bad),
+              "org.thecal.Pump1.Error.OutOfRange")
+        << bad;
+    EXPECT_DOUBLE_EQ(client->get_double(kSim, "TimeScale"), 250.0) << bad;
+  }
+  EXPECT_EQ(logged(), events_before) << "a refused TimeScale is not logged as a change";
+  // The edges of the range are accepted.
+  EXPECT_EQ(client->call("org.freedesktop.DBus.Properties", "Set", "ssv", kSim, "TimeScale", "d", 20000.0), "");
+  EXPECT_DOUBLE_EQ(client->get_double(kSim, "TimeScale"), 20000.0);
+  EXPECT_EQ(client->call("org.freedesktop.DBus.Properties", "Set", "ssv", kSim, "TimeScale", "d", 1.0), "");
+  EXPECT_DOUBLE_EQ(client->get_double(kSim, "TimeScale"), 1.0);
+  // thecalctl names the error and exits with its refusal code.
+  const auto r = ctl({"time-scale", "0"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("OutOfRange"), std::string::npos) << r.err;
 }
 
 }  // namespace

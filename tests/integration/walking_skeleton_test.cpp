@@ -24,6 +24,7 @@ namespace {
 
 constexpr const char* kPump = "org.thecal.Pump1";
 constexpr const char* kSim = "org.thecal.Simulator1";
+constexpr const char* kDiag = "org.thecal.Diagnostics1";
 constexpr double kStepUl = 0.25;  // examples/thecald-sim.yaml motor.volume_per_step
 
 class WalkingSkeleton : public ::testing::Test {
@@ -71,10 +72,13 @@ TEST_F(WalkingSkeleton, DeliversTheProgrammedBasalRate) {
   const double conc_mcg_ml = client.get_double(kPump, "ConcentrationMcgPerMl");
   ASSERT_GT(rate_mcg_day, 0);
   ASSERT_GT(conc_mcg_ml, 0);
-  std::this_thread::sleep_for(std::chrono::seconds(3));  // about 3 h of simulated therapy
+  // Three simulated hours of therapy (about 3 s at 3600x; a deadline, not a duration).
+  const std::uint64_t wall_started = client.get_u64(kDiag, "WallClockUsec");
+  ASSERT_TRUE(wait_until([&] { return client.get_u64(kDiag, "WallClockUsec") - wall_started >= 3 * 3'600'000'000ULL; },
+                         60'000));
   ASSERT_EQ(ctl({"suspend"}).exit_code, 0);
   EXPECT_EQ(client.get_string(kPump, "State"), "suspended");
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Suspend's reply comes after the cycle that stopped the motor: nothing is pumped after it.
   const double pumped = client.get_double(kSim, "TrueDeliveredUl") - primed;
 
   // Simulated times of start and suspend, from the event log.
@@ -87,7 +91,7 @@ TEST_F(WalkingSkeleton, DeliversTheProgrammedBasalRate) {
   ASSERT_GT(t_start, 0u);
   ASSERT_GT(t_suspend, t_start);
   const double hours = static_cast<double>(t_suspend - t_start) / 3600e6;
-  EXPECT_GT(hours, 1.0);
+  EXPECT_GE(hours, 3.0);
   const double expected_ul = rate_mcg_day / conc_mcg_ml * 1000.0 * hours / 24.0;
   // Within one step, plus the volume of one loop cycle (3.6 s simulated) at the boundary.
   const double cycle_ul = rate_mcg_day / conc_mcg_ml * 1000.0 * (3.6 / 86400.0);

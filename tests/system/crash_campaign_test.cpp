@@ -92,7 +92,7 @@ TEST(CrashCampaign, TwoHundredKillsNeverUnderCountAndKeepTheDailyLimit) {
   ASSERT_EQ(c.call(kPump, "Start", ""), "") << d->log();
 
   std::mt19937 rng(20240607);
-  std::uniform_int_distribution<int> run_ms(30, 350);
+  std::uniform_int_distribution<std::uint64_t> run_cycles(30, 350);  // loop cycles before the kill
   std::uniform_int_distribution<int> action(0, 9);
   int kills = 0, torn = 0, lost_other = 0, boluses_ok = 0, refills = 0, holds = 0;
   std::uint64_t max_over = 0, total_over = 0, carried = 0;
@@ -110,7 +110,10 @@ TEST(CrashCampaign, TwoHundredKillsNeverUnderCountAndKeepTheDailyLimit) {
       if (c.call(kPump, "Refill", "dds", left, 20000.0, "") == "") ++refills;
       (void)c.call(kPump, "Resume", "");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(run_ms(rng)));
+    // The daemon runs a random number of loop cycles, then dies (a condition with a deadline:
+    // a loop that stopped cycling fails here).
+    const std::uint64_t until = c.get_u64(kDiag, "LoopCycles") + run_cycles(rng);
+    ASSERT_TRUE(wait_until([&] { return c.get_u64(kDiag, "LoopCycles") >= until; }, 30'000)) << "kill " << i;
     const std::string before = c.get_string(kPump, "State");
     ASSERT_EQ(::kill(d->pid(), SIGKILL), 0);
     d.reset();  // reaps it

@@ -105,7 +105,10 @@ wait_for 20 state_is idle
 as alice thecalctl --system start > /dev/null; rc=$?
 wait_for 10 state_is infusing
 check "alice primes and starts: state infusing (start rc $rc)" state_is infusing
-sleep 2
+steps() { busctl --system get-property org.thecal.Pump1 /org/thecal/Pump1 org.thecal.Diagnostics1 StepsIssued | cut -d' ' -f2; }
+primed_steps=$(steps)
+check "basal delivery steps the motor after the priming's $primed_steps steps" \
+  wait_for 60 sh -c "[ \"\$(busctl --system get-property org.thecal.Pump1 /org/thecal/Pump1 org.thecal.Diagnostics1 StepsIssued | cut -d' ' -f2)\" -gt $primed_steps ]"
 
 # ---- 6. SIGSTOP: the systemd watchdog restarts it, therapy resumes from the journal ------
 pid0=$(prop MainPID); n0=$(prop NRestarts)
