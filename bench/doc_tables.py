@@ -13,7 +13,7 @@ def n(v, nd=0):
 
 def latency(r):
     lat = r["results"]["latency"]["conditions"]
-    print("| condition | who | p50 µs | p99 µs | p99.9 µs | max µs | cycles | ratio thecald / cyclictest | target (≤ 1.25×) |")
+    print("| condition | who | p50 µs | p99 µs | p99.9 µs | max µs | cycles | ratio to cyclictest A | target (≤ 1.25×) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for cond, c in lat.items():
         ref, dut, ratio, run = c["cyclictest"], c["thecald"], c["ratio_thecald_to_cyclictest"], c["thecald_run"]
@@ -24,6 +24,15 @@ def latency(r):
             extra += (f"; flood {n(run.get('flood_calls_per_s', 0))} calls/s on thecald, "
                       f"{n(c['cyclictest_run'].get('flood_calls_per_s', 0))} on the baseline")
         met = "met" if c["target_met"] else "**missed**"
+        aa = c.get("ratio_cyclictest_b_to_a")
+        if aa:  # the A/A control: cyclictest's second turns (B) against its first (A)
+            b = c["cyclictest_b"]
+            band = c["aa_band"]
+            verdict = ("band wider than 1.25×: this run cannot decide the target"
+                       if max(band["p999"], band["max"]) > 1.25 else "A/A band within 1.25×")
+            print(f"| {cond} | cyclictest B (A/A) | {n(b['p50_us'])} | {n(b['p99_us'])} | {n(b['p999_us'])} | "
+                  f"{n(b['max_us'])} | {n(b['samples'])} | p50 {aa['p50']:.2f}, p99 {aa['p99']:.2f}, "
+                  f"**p99.9 {aa['p999']:.2f}, max {aa['max']:.2f}** | {verdict} |")
         print(f"| {cond} | thecald | {n(dut['p50_us'])} | {n(dut['p99_us'])} | {n(dut['p999_us'])} | "
               f"{n(dut['max_us'])} | {n(dut['samples'])} | p50 {ratio['p50']:.2f}, p99 {ratio['p99']:.2f}, "
               f"**p99.9 {ratio['p999']:.2f}, max {ratio['max']:.2f}** | {met}; {extra} |")

@@ -37,6 +37,12 @@ def rows(r):
                     f"{dut['p50_us']:.0f}/{dut['p99_us']:.0f}/{dut['p999_us']:.0f}/{dut['max_us']:.0f}", ""))
         out.append((f"latency {cond}: ratio p99.9 / max (<= 1.25)",
                     f"{ratio['p999']:.2f} / {ratio['max']:.2f}", "met" if c["target_met"] else "MISSED"))
+        aa = c.get("ratio_cyclictest_b_to_a")
+        if aa:
+            band = c["aa_band"]
+            out.append((f"latency {cond}: A/A cyclictest B/A p99.9 / max (noise band)",
+                        f"{aa['p999']:.2f} / {aa['max']:.2f}",
+                        "band > 1.25: run cannot decide" if max(band["p999"], band["max"]) > 1.25 else "band within 1.25"))
     ctl = get(res, "control")
     if ctl and "states" in ctl:
         p999 = ctl["worst_p999_ns"]

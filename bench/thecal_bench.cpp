@@ -325,7 +325,10 @@ Json latency_section(Context& c) {
       "counted at their last microsecond) is read from "
       "org.thecal.Diagnostics1.LatencyHistogram 0.3 s after each SIGCONT and at the end of its turn, and the "
       "differences are summed. cyclictest runs with -h 69632 (1 us bins to 69.632 ms). Percentiles: upper edge of the "
-      "1 us bin holding the rank (both sides alike); max: the highest non-empty bin (floor us).";
+      "1 us bin holding the rank (both sides alike); max: the highest non-empty bin (floor us). A/A control: every "
+      "round ends with a second cyclictest turn (B) as long as the others, so each round is A, thecald, B; B against "
+      "A (ratio_cyclictest_b_to_a, aa_band) is the machine's own spread between two runs of the same program in "
+      "this run, and a thecald ratio within that band cannot be told from noise.";
   out["seconds_per_side"] = o.seconds;
   out["rounds"] = o.rounds;
   out["priority"] = o.priority;
@@ -334,11 +337,19 @@ Json latency_section(Context& c) {
   Json conds = Json::object();
   bool all_met = true;
   for (const std::string cond : {"idle", "stress", "dbus_flood"}) {
-    log("latency: %s: %d rounds of cyclictest then thecald, %.0f s each side in all", cond.c_str(), o.rounds, o.seconds);
+    log("latency: %s: %d rounds of cyclictest A, thecald, cyclictest B, %.0f s each in all", cond.c_str(), o.rounds,
+        o.seconds);
     Json cj = Json::object();
     Json ref_info = Json::object();
     Histogram ref;
     ref.counts.assign(kHistUs, 0);
+    // The A/A control: a second cyclictest turn after thecald's in every round (A, thecald,
+    // B), so the machine's own noise between two runs of the same reference is measured in
+    // the same run, interleaved like the real comparison.
+    Histogram ref_b;
+    ref_b.counts.assign(kHistUs, 0);
+    Json ref_b_info = Json::object();
+    Json aa_rounds = Json::array();
     Histogram dut;
     dut.counts.assign(kHistUs, 0);
     Json dut_info = Json::object();
@@ -363,21 +374,24 @@ Json latency_section(Context& c) {
     std::uint64_t overruns = 0;
     std::uint64_t cycles = 0;
     std::uint64_t flood_errors = 0;
+    // One cyclictest turn (thecald stopped), added into `into`; returns the turn's histogram.
+    const auto reference_turn = [&](Histogram& into, Json& info, const char* tag) {
+      Flood flood;
+      if (cond == "dbus_flood") {
+        flood.start(c.bus->address(), kBaseName, kBasePath, kBaseIface, "State", 16);
+        sleep_s(0.3);
+      }
+      Histogram h = run_cyclictest(o, part, c.work + "/cyclictest-" + cond + tag + ".log", info);
+      flood.finish();
+      ref_flood += flood.rate() / (2.0 * o.rounds);
+      for (std::size_t i = 0; i < h.counts.size(); ++i) into.counts[i] += h.counts[i];
+      into.overflow += h.overflow;
+      into.overflow_max_us = std::max(into.overflow_max_us, h.overflow_max_us);
+      return h;
+    };
     for (int round = 0; round < o.rounds; ++round) {
       kill(d->pid(), SIGSTOP);
-      {
-        Flood flood;
-        if (cond == "dbus_flood") {
-          flood.start(c.bus->address(), kBaseName, kBasePath, kBaseIface, "State", 16);
-          sleep_s(0.3);
-        }
-        const Histogram h = run_cyclictest(o, part, c.work + "/cyclictest-" + cond + ".log", ref_info);
-        flood.finish();
-        ref_flood += flood.rate() / o.rounds;
-        for (std::size_t i = 0; i < h.counts.size(); ++i) ref.counts[i] += h.counts[i];
-        ref.overflow += h.overflow;
-        ref.overflow_max_us = std::max(ref.overflow_max_us, h.overflow_max_us);
-      }
+      const Histogram a = reference_turn(ref, ref_info, "");
       kill(d->pid(), SIGCONT);
       {
         Flood flood;
@@ -402,6 +416,13 @@ Json latency_section(Context& c) {
         overruns += ov1 - ov0;
         cycles += cy1 - cy0;
       }
+      kill(d->pid(), SIGSTOP);
+      const Histogram bh = reference_turn(ref_b, ref_b_info, "-b");
+      kill(d->pid(), SIGCONT);
+      Json ar = Json::object();
+      ar["p999"] = ratio(bh.quantile_us(0.999), a.quantile_us(0.999));
+      ar["max"] = ratio(bh.max_us(), a.max_us());
+      aa_rounds.push(std::move(ar));
     }
     if (stress) stress->stop(SIGTERM, 10);
     ref_info["rounds"] = o.rounds;
@@ -436,6 +457,26 @@ Json latency_section(Context& c) {
     all_met = all_met && met;
     cj["ratio_thecald_to_cyclictest"] = r;
     cj["target_met"] = met;
+    // The A/A band: cyclictest's second turns against its first, the same statistics.  A
+    // thecald ratio inside [1/band, band] cannot be told from the machine's noise.
+    Json aa = Json::object();
+    aa["p50"] = ratio(ref_b.quantile_us(0.5), ref.quantile_us(0.5));
+    aa["p99"] = ratio(ref_b.quantile_us(0.99), ref.quantile_us(0.99));
+    aa["p999"] = ratio(ref_b.quantile_us(0.999), ref.quantile_us(0.999));
+    aa["max"] = ratio(ref_b.max_us(), ref.max_us());
+    aa["per_round"] = std::move(aa_rounds);
+    cj["cyclictest_b"] = ref_b.summary();
+    cj["ratio_cyclictest_b_to_a"] = aa;
+    const auto band = [](double x) { return x >= 1.0 ? x : (x > 0 ? 1.0 / x : INFINITY); };
+    const double band_p999 = band(ratio(ref_b.quantile_us(0.999), ref.quantile_us(0.999)));
+    const double band_max = band(ratio(ref_b.max_us(), ref.max_us()));
+    cj["aa_band"] = Json::object();
+    cj["aa_band"]["p999"] = band_p999;
+    cj["aa_band"]["max"] = band_max;
+    log("latency: %s: thecald/cyclictest p99.9 %.2fx (A/A band %.2fx), max %.2fx (A/A band %.2fx)%s", cond.c_str(),
+        ratio(dut.quantile_us(0.999), ref.quantile_us(0.999)), band_p999, ratio(dut.max_us(), ref.max_us()), band_max,
+        band_p999 > 1.25 || band_max > 1.25 ? ": the A/A band is wider than the 1.25x target, this run cannot decide it"
+                                            : "");
     spit(o.data_dir + "/latency-" + cond + ".dat", hist_dat(ref, dut));
     log("latency: %s: cyclictest p50/p99/p99.9/max %.0f/%.0f/%.0f/%.0f us; thecald %.0f/%.0f/%.0f/%.0f us", cond.c_str(),
         ref.quantile_us(0.5), ref.quantile_us(0.99), ref.quantile_us(0.999), ref.max_us(), dut.quantile_us(0.5),
