@@ -434,6 +434,81 @@ TEST_F(Roles, PatientCannotAcknowledgeAHighAlarm) {
   EXPECT_EQ(ctl({"ack", "occlusion"}, users->clinician).exit_code, 0);
 }
 
+TEST_F(Roles, ThePolicyAloneGivesEachRoleExactlyItsRights) {
+  // The real policy file on a bus where org.thecal.Pump1 is owned by a stand-in that checks
+  // no role and answers every call: whatever is refused here, the bus policy refused
+  // (dbus-daemon's "Rejected send message" text), so a broken policy file fails this test
+  // even though the daemon's own check would still hold (the test after this one).
+  TempDir other;
+  PrivateBus policy_bus(other.path());
+  Process standin({THECAL_POLICY_STANDIN, policy_bus.address()}, other.path() + "/standin.log");
+  Client root(policy_bus.address());
+  ASSERT_TRUE(wait_until([&] { return root.call(kPump, "Start", "") == ""; })) << "the stand-in owns the name";
+  enum class Who { any, patient, clinician };  // the least role that may call (SPEC 4, 6)
+  struct Call {
+    const char* member;  // interface.member
+    std::vector<std::string> args;
+    Who who;
+  };
+  const std::vector<Call> calls = {
+      {"org.freedesktop.DBus.Properties.Get", {"string:org.thecal.Pump1", "string:State"}, Who::any},
+      {"org.freedesktop.DBus.Properties.GetAll", {"string:org.thecal.Diagnostics1"}, Who::any},
+      {"org.freedesktop.DBus.Introspectable.Introspect", {}, Who::any},
+      {"org.freedesktop.DBus.Peer.Ping", {}, Who::any},
+      {"org.thecal.Pump1.GetEvents", {}, Who::any},
+      {"org.thecal.Pump1.GetDeliveryHistory", {}, Who::any},
+      {"org.thecal.Pump1.GetRefillHistory", {}, Who::any},
+      {"org.thecal.Pump1.PreviewPrescription", {}, Who::any},
+      {"org.thecal.Pump1.RequestBolus", {}, Who::patient},
+      {"org.thecal.Pump1.CancelBolus", {}, Who::patient},
+      {"org.thecal.Pump1.AcknowledgeAlarm", {}, Who::patient},
+      {"org.thecal.Pump1.ValidatePrescription", {}, Who::clinician},
+      {"org.thecal.Pump1.LoadPrescription", {}, Who::clinician},
+      {"org.thecal.Pump1.Prime", {}, Who::clinician},
+      {"org.thecal.Pump1.Start", {}, Who::clinician},
+      {"org.thecal.Pump1.Suspend", {}, Who::clinician},
+      {"org.thecal.Pump1.Resume", {}, Who::clinician},
+      {"org.thecal.Pump1.ClinicianBolus", {}, Who::clinician},
+      {"org.thecal.Pump1.Refill", {}, Who::clinician},
+      {"org.thecal.Pump1.ReplaceBattery", {}, Who::clinician},
+      {"org.thecal.Pump1.ExportTherapy", {}, Who::clinician},
+      {"org.thecal.Pump1.ImportTherapy", {}, Who::clinician},
+      {"org.thecal.Pump1.BeginRefill", {}, Who::clinician},
+      {"org.thecal.Pump1.CancelRefill", {}, Who::clinician},
+      {"org.thecal.Pump1.ReviseCatheter", {}, Who::clinician},
+      {"org.thecal.Pump1.TestAlarm", {}, Who::clinician},
+      {"org.thecal.Pump1.GetRecording", {}, Who::clinician},
+      {"org.thecal.Simulator1.InjectFault", {}, Who::clinician},
+      {"org.freedesktop.DBus.Properties.Set",
+       {"string:org.thecal.Simulator1", "string:TimeScale", "variant:double:2"},
+       Who::clinician},
+  };
+  const struct {
+    uid_t uid;
+    Who role;
+    const char* name;
+  } users_[] = {{users->nobody, Who::any, "a user in no group"},
+                {users->patient, Who::patient, "thecal-patient"},
+                {users->clinician, Who::clinician, "thecal-clinician"}};
+  for (const auto& u : users_) {
+    for (const auto& c : calls) {
+      std::vector<std::string> argv{"/usr/bin/dbus-send", "--bus=" + policy_bus.address(), "--print-reply",
+                                    "--dest=org.thecal.Pump1", "/org/thecal/Pump1", c.member};
+      argv.insert(argv.end(), c.args.begin(), c.args.end());
+      const auto r = run(argv, u.uid);
+      const bool may = static_cast<int>(u.role) >= static_cast<int>(c.who);
+      if (may) {
+        EXPECT_EQ(r.exit_code, 0) << u.name << " may call " << c.member << ": " << r.err;
+      } else {
+        EXPECT_NE(r.exit_code, 0) << u.name << " must not reach " << c.member;
+        EXPECT_NE(r.err.find("org.freedesktop.DBus.Error.AccessDenied"), std::string::npos) << c.member << ": " << r.err;
+        EXPECT_NE(r.err.find("Rejected send message"), std::string::npos)
+            << u.name << ", " << c.member << ": refused by the bus policy itself: " << r.err;
+      }
+    }
+  }
+}
+
 TEST_F(Roles, DaemonRefusesEvenWithAnOpenPolicy) {
   // A wrong policy file that lets anyone call anything: the daemon's own check still holds.
   const std::string open_policy = dir.path() + "/open.conf";
@@ -463,6 +538,51 @@ TEST_F(Roles, DaemonRefusesEvenWithAnOpenPolicy) {
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_EQ(root.get_string(kPump, "PrescriptionId"), "");
   EXPECT_DOUBLE_EQ(root.get_double(kSim, "TimeScale"), 1.0);
+  // Every programming method the daemon serves, called with well-formed arguments by a user
+  // in no group and by a patient: refused by the daemon itself ("lacks the ... role"; the
+  // open policy let the call through, so dbus-daemon's "Rejected send message" never shows).
+  struct Call {
+    const char* member;
+    std::vector<std::string> args;
+    bool patient_may;
+  };
+  const std::vector<Call> calls = {
+      {"org.thecal.Pump1.ValidatePrescription", {"string:version: 1"}, false},
+      {"org.thecal.Pump1.LoadPrescription", {"string:version: 1"}, false},
+      {"org.thecal.Pump1.Prime", {"double:100"}, false},
+      {"org.thecal.Pump1.Start", {}, false},
+      {"org.thecal.Pump1.Suspend", {"uint64:0"}, false},
+      {"org.thecal.Pump1.Resume", {}, false},
+      {"org.thecal.Pump1.ClinicianBolus", {"double:10", "uint64:600000000"}, false},
+      {"org.thecal.Pump1.Refill", {"double:0", "double:1000", "string:"}, false},
+      {"org.thecal.Pump1.ReplaceBattery", {}, false},
+      {"org.thecal.Pump1.ExportTherapy", {}, false},
+      {"org.thecal.Pump1.ImportTherapy", {"string:x"}, false},
+      {"org.thecal.Simulator1.InjectFault", {"string:occlusion", "boolean:true"}, false},
+      {"org.freedesktop.DBus.Properties.Set", {"string:org.thecal.Simulator1", "string:TimeScale", "variant:double:2"},
+       false},
+      {"org.thecal.Pump1.RequestBolus", {}, true},
+      {"org.thecal.Pump1.CancelBolus", {}, true},
+      {"org.thecal.Pump1.AcknowledgeAlarm", {"string:reservoir_low"}, true},
+  };
+  for (const auto& c : calls) {
+    for (const uid_t u : {users->nobody, users->patient}) {
+      if (u == users->patient && c.patient_may) continue;
+      std::vector<std::string> argv{"/usr/bin/dbus-send", "--bus=" + open_bus.address(), "--print-reply",
+                                    "--dest=org.thecal.Pump1", "/org/thecal/Pump1", c.member};
+      argv.insert(argv.end(), c.args.begin(), c.args.end());
+      const auto res = run(argv, u);
+      EXPECT_NE(res.exit_code, 0) << c.member << " by uid " << u;
+      EXPECT_NE(res.err.find("org.freedesktop.DBus.Error.AccessDenied"), std::string::npos) << c.member << ": " << res.err;
+      EXPECT_NE(res.err.find("lacks the"), std::string::npos) << c.member << ": refused by the daemon: " << res.err;
+      EXPECT_EQ(res.err.find("Rejected send message"), std::string::npos) << c.member << ": " << res.err;
+    }
+  }
+  EXPECT_EQ(root.get_string(kPump, "PrescriptionId"), "");
+  EXPECT_DOUBLE_EQ(root.get_double(kSim, "TimeScale"), 1.0);
+  EXPECT_EQ(root.get_string(kPump, "State"), "idle");
+  const auto alarms = run({thecalctl_path(), "--address", open_bus.address(), "--json", "alarms"});
+  EXPECT_EQ(alarms.out.find("occlusion"), std::string::npos) << "the refused InjectFault changed nothing: " << alarms.out;
   // The clinician still can.
   r = as(users->clinician, {"load", example("prescription-flex.yaml")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
