@@ -167,6 +167,68 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultInTheLoopAfterStart) {
               static_cast<long long>(faults.major));
 }
 
+// The same promise through the rest of a pump's working life at 20,000x: flex steps every
+// hour, a periodic dose every two hours, a refill with a new concentration (the bridge), a
+// stall alarm while a dose runs, its acknowledgement and resume.  Every one of those paths
+// runs in the dosing thread: none may allocate or fault.
+TEST_F(LoopRt, NoHeapCallAndNoPageFaultThroughFlexPeriodicDosesARefillAndAnAlarm) {
+  const bool counting = test::heap_counting_available();
+  DosingLoop loop(core, plant, options());
+  TherapyPlan plan = bolus_plan();
+  plan.id = "loop-rt-flex";
+  plan.basal_mode = BasalMode::flex;
+  plan.max_daily_dose = mg(10);
+  for (int h = 0; h < 24; ++h) plan.flex_steps.push_back({hours(h), mg_per_day(h % 2 == 0 ? 1.0 : 2.0)});
+  for (int h = 1; h < 24; h += 2) plan.periodic.push_back({hours(h), mcg(50), minutes(20)});
+  TherapyPlan stronger = plan;
+  stronger.id = "loop-rt-flex-20";
+  stronger.concentration = mg_per_mL(20);
+
+  test::watch_from_this_thread();
+  ASSERT_FALSE(loop.start().has_value());
+  while (!loop.running()) {
+  }
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::load_prescription, .plan = &plan}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::refill, .volume = mL(20)}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::grant_budget, .steps = Steps{10'000'000}}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::prime, .volume = uL(220)}).ok());
+  ASSERT_TRUE(run_cycles(loop, 1, [](const Status& st) { return st.catheter_primed && st.state == PumpState::idle; }))
+      << "priming did not finish";
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::start}).ok());
+  loop.set_time_scale(20'000);
+  // Six simulated hours: six flex steps and three periodic doses.
+  const WallTime started = last.wall;
+  ASSERT_TRUE(run_cycles(loop, 1, [&](const Status& st) { return st.wall - started >= hours(6); }));
+  const std::uint64_t steps_before_refill = plant.steps_seen();
+  // The refill with a new concentration (a suspended pump; the bridge follows the tip).
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::suspend}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::refill, .plan = &stronger, .volume = mL(20), .withdrawn = last.reservoir}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::resume}).ok());
+  const WallTime refilled = last.wall;
+  ASSERT_TRUE(run_cycles(loop, 1, [&](const Status& st) { return st.wall - refilled >= hours(6); }));
+  EXPECT_NEAR(to_mg_per_mL(last.concentration), 20.0, 1e-9);
+  // A stall while stepping: high alarm, stop; acknowledge, clear, resume.
+  plant.inject(io::SimFault::motor_stall, true);
+  EXPECT_TRUE(run_cycles(loop, 1, [](const Status& st) { return st.state == PumpState::stopped; }));
+  plant.inject(io::SimFault::motor_stall, false);
+  EXPECT_TRUE(send(loop, {.kind = CommandKind::acknowledge_alarm, .alarm = AlarmCode::motor_stall}).ok());
+  EXPECT_TRUE(send(loop, {.kind = CommandKind::resume}).ok());
+  ASSERT_TRUE(run_cycles(loop, 500));
+
+  const std::uint64_t heap_calls = test::other_thread_heap_calls();
+  const LoopFaults faults = loop.page_faults();
+  loop.stop();
+  EXPECT_GT(steps_before_refill, 880u + 100u) << "six hours of flex basal and periodic doses stepped the motor";
+  EXPECT_GT(plant.steps_seen(), steps_before_refill) << "and the bridge after the refill";
+  EXPECT_GT(events, 10u);
+  if (counting) {
+    EXPECT_EQ(heap_calls, 0u) << "heap calls by the dosing thread after start";
+  }
+  ASSERT_TRUE(faults.valid);
+  EXPECT_EQ(faults.minor, 0) << "minor page faults in the dosing thread after start";
+  EXPECT_EQ(faults.major, 0) << "major page faults in the dosing thread after start";
+}
+
 // The counter itself must see a heap call from another thread, or the test above proves
 // nothing.
 TEST(AllocCounter, SeesAnotherThreadsAllocation) {
