@@ -141,13 +141,30 @@ struct Pump {
   io::Backend* backend = nullptr;
 };
 
+/// The board's lines as the GPIO backend takes them.
+io::GpioBoard gpio_board(const config::GpioConfig& g) {
+  io::GpioBoard b;
+  b.chip = g.chip;
+  for (const auto& [role, l] : g.lines) {
+    io::GpioBias bias = io::GpioBias::as_is;
+    switch (l.bias) {
+      case config::Bias::as_is: bias = io::GpioBias::as_is; break;
+      case config::Bias::disabled: bias = io::GpioBias::disabled; break;
+      case config::Bias::pull_up: bias = io::GpioBias::pull_up; break;
+      case config::Bias::pull_down: bias = io::GpioBias::pull_down; break;
+    }
+    b.lines.emplace(role, io::GpioLineSpec{l.offset, l.name, l.active_low, bias, l.debounce});
+  }
+  return b;
+}
+
 /// A chip or line that cannot be taken is fatal, with the reason (nullopt).
 std::optional<Pump> open_pump(const config::DaemonConfig& cfg) {
   Pump p;
   if (cfg.backend == config::Backend::gpiod) {
     io::GpiodOptions go;
     go.loop_period = cfg.board.loop_period;
-    auto opened = io::GpiodBackend::open(cfg.gpio, go);
+    auto opened = io::GpiodBackend::open(gpio_board(cfg.gpio), go);
     if (const auto* e = std::get_if<std::string>(&opened)) {
       log_error("Cannot drive the pump board: %s", e->c_str());
       return std::nullopt;
