@@ -15,7 +15,7 @@ std::string sha256_hex(std::string_view data) {
   }
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  hex.reserve(2 * n);
+  hex.reserve(2 * static_cast<std::size_t>(n));
   for (unsigned int i = 0; i < n; ++i) {
     hex += kHex[digest[i] >> 4];
     hex += kHex[digest[i] & 15];

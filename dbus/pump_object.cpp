@@ -64,13 +64,13 @@ bool authorize(sd_bus_message* m, Need need, app::Identity& who, sd_bus_error* e
   CallerInfo c;
   const int r = caller_info(m, c);
   if (r < 0) {
-    sd_bus_error_setf(err, kErrAccessDenied, "Cannot determine the caller's uid: %s", std::strerror(-r));
+    (void)sd_bus_error_setf(err, kErrAccessDenied, "Cannot determine the caller's uid: %s", strerrordesc_np(-r));
     return false;
   }
   who = {c.uid, c.clinician, c.patient};
   const bool ok = need == Need::any || (need == Need::patient && c.patient) || (need == Need::clinician && c.clinician);
   if (!ok) {
-    sd_bus_error_setf(err, kErrAccessDenied, "uid %u lacks the %s role for this call", c.uid,
+    (void)sd_bus_error_setf(err, kErrAccessDenied, "uid %u lacks the %s role for this call", c.uid,
                       need == Need::clinician ? "clinician" : "patient");
   }
   return ok;
