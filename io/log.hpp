@@ -1,7 +1,7 @@
 // Plain logging to stderr, the systemd way: under systemd (JOURNAL_STREAM set) each line
 // carries its syslog priority as a "<N>" prefix, which journald turns into PRIORITY=.
 // Structured records (MESSAGE_ID, THECAL_* fields) go through sd_journal_send in the event
-// log (daemon/event_log.cpp).  Not for the dosing thread's cycle.
+// log (app/event_log.cpp).  Not for the dosing thread's cycle.
 #pragma once
 
 #include <syslog.h>
