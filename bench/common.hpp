@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "dbus/names.hpp"
+
 namespace thecal::bench {
 
 // ---- JSON ---------------------------------------------------------------------------------
@@ -175,11 +177,11 @@ class Bus {
 /// Latency histograms cover 1 us bins up to thecald's coarse range (69.632 ms), so neither
 /// side's max is cut at 4 ms; cyclictest is run with `-h` this size.
 inline constexpr std::size_t kHistUs = 69'632;
-inline constexpr const char* kPumpName = "org.thecal.Pump1";
-inline constexpr const char* kPumpPath = "/org/thecal/Pump1";
-inline constexpr const char* kPumpIface = "org.thecal.Pump1";
-inline constexpr const char* kDiagIface = "org.thecal.Diagnostics1";
-inline constexpr const char* kSimIface = "org.thecal.Simulator1";
+inline constexpr const char* kPumpName = dbus::kBusName;
+inline constexpr const char* kPumpPath = dbus::kObjectPath;
+inline constexpr const char* kPumpIface = dbus::kPumpInterface;
+inline constexpr const char* kDiagIface = dbus::kDiagnosticsInterface;
+inline constexpr const char* kSimIface = dbus::kSimulatorInterface;
 inline constexpr const char* kBaseName = "org.thecal.BenchBaseline";
 inline constexpr const char* kBasePath = "/org/thecal/BenchBaseline";
 inline constexpr const char* kBaseIface = "org.thecal.BenchBaseline1";

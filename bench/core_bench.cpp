@@ -17,7 +17,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "bench/alloc_count.hpp"
+#include "tests/support/alloc_counter.hpp"
 #include "config/daemon_config.hpp"
 #include "config/drug_library.hpp"
 #include "config/prescription.hpp"
@@ -168,7 +168,7 @@ Json control_step_bench(const std::string& share, std::size_t ticks, int priorit
       "faults by getrusage(RUSAGE_THREAD), both over the timed cycles only; the timed thread runs SCHED_FIFO at "
       "the loop's priority with mlockall, as the dosing thread does (Google Benchmark runs after, as SCHED_OTHER)";
   out["ticks_per_state"] = static_cast<std::uint64_t>(ticks);
-  out["heap_counting"] = heap_counting_available();
+  out["heap_counting"] = test::heap_counting_available();
   // Timer overhead: an empty pair of clock reads.
   {
     std::vector<double> v;
@@ -204,7 +204,7 @@ Json control_step_bench(const std::string& share, std::size_t ticks, int priorit
     std::int64_t maj0 = 0;
     std::int64_t maj1 = 0;
     const std::int64_t min0 = thread_minflt(&maj0);
-    count_heap(true);
+    test::count_every_thread();
     for (std::size_t i = 0; i < ticks; ++i) {
       r.now.mono += msec(1);
       r.now.wall += msec(1);
@@ -219,8 +219,8 @@ Json control_step_bench(const std::string& share, std::size_t ticks, int priorit
       tick_ns[i] = static_cast<double>(c - b);
       cycle_ns[i] = static_cast<double>(e - a);
     }
-    count_heap(false);
-    const std::uint64_t heap = heap_calls();
+    test::stop_counting();
+    const std::uint64_t heap = test::heap_calls();
     const std::int64_t min1 = thread_minflt(&maj1);
     Json j = Json::object();
     j["what"] = d.what;

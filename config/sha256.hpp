@@ -1,31 +1,16 @@
-// SHA-256 (FIPS 180-4), for the prescription id (SPEC 4: PrescriptionId is the hex SHA-256
-// of the prescription text).  Small and self-contained; checked against the NIST vectors
-// in tests/config/sha256_test.cpp.
+// SHA-256 for the prescription id (SPEC 4: PrescriptionId is the hex SHA-256 of the
+// prescription text) and the therapy document's checksums: OpenSSL's EVP interface
+// (libssl-dev), not a hand-written digest.  Checked against the NIST vectors in
+// tests/config/sha256_test.cpp.
 #pragma once
 
-#include <array>
-#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace thecal::config {
 
-class Sha256 {
- public:
-  Sha256();
-  void update(std::string_view data);
-  /// The digest; the object must not be updated afterwards.
-  std::array<std::uint8_t, 32> finish();
-
- private:
-  void block(const std::uint8_t* p);
-  std::array<std::uint32_t, 8> h_{};
-  std::array<std::uint8_t, 64> buf_{};
-  std::size_t buf_len_ = 0;
-  std::uint64_t total_ = 0;
-};
-
-/// Lowercase hex SHA-256 of `data` (64 characters).
+/// Lowercase hex SHA-256 of `data` (64 characters).  Throws std::runtime_error only if
+/// OpenSSL cannot compute a digest at all (no SHA-256 provider: a broken installation).
 std::string sha256_hex(std::string_view data);
 
 }  // namespace thecal::config

@@ -1,6 +1,6 @@
-// Programming commands into the dosing core, and its replies.  They cross from the D-Bus
-// thread to the dosing thread through a lock-free queue (daemon/), so they are plain,
-// fixed-size values.  Every refusal has its own reason, one per SPEC D-Bus error name.
+// Programming commands into the dosing core, and its replies.  They cross from the main
+// thread to the dosing thread through a lock-free queue (loop/), so they are plain,
+// fixed-size values.  Every refusal has its own reason (app/ maps it to a named error).
 #pragma once
 
 #include <cstdint>
@@ -101,7 +101,7 @@ enum class Refusal : std::uint8_t {
   access_denied,
 };
 
-/// The D-Bus error name for each refusal (SPEC section 4).
+/// Each refusal is one named error on D-Bus (SPEC section 4; the names are in dbus/names.hpp).
 constexpr std::string_view to_string(Refusal r) {
   switch (r) {
     case Refusal::none: return "none";
@@ -117,28 +117,12 @@ constexpr std::string_view to_string(Refusal r) {
   return "invalid_state";
 }
 
-constexpr std::string_view dbus_error_name(Refusal r) {
-  switch (r) {
-    case Refusal::none: return "";
-    case Refusal::invalid_state: return "org.thecal.Pump1.Error.InvalidState";
-    case Refusal::lockout_active: return "org.thecal.Pump1.Error.LockoutActive";
-    case Refusal::bolus_limit_reached: return "org.thecal.Pump1.Error.BolusLimitReached";
-    case Refusal::daily_limit_reached: return "org.thecal.Pump1.Error.DailyLimitReached";
-    case Refusal::reservoir_low: return "org.thecal.Pump1.Error.ReservoirLow";
-    case Refusal::out_of_range: return "org.thecal.Pump1.Error.OutOfRange";
-    case Refusal::invalid_prescription: return "org.thecal.Pump1.Error.InvalidPrescription";
-    case Refusal::access_denied: return "org.freedesktop.DBus.Error.AccessDenied";
-  }
-  return "org.thecal.Pump1.Error.InvalidState";
-}
-
 struct Reply {
   std::uint64_t id = 0;
   Refusal refusal = Refusal::none;
   FixedString<160> message;  // human text for a refusal
   Mass dose;                 // bolus dose granted
   WallTime ends{};           // bolus end (wall time, for D-Bus)
-  const TherapyPlan* released_plan = nullptr;  // the sender may free it now
   [[nodiscard]] bool ok() const { return refusal == Refusal::none; }
 };
 

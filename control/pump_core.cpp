@@ -234,7 +234,6 @@ Reply PumpCore::refuse(const Command& cmd, Now now, Refusal why, std::string_vie
   r.id = cmd.id;
   r.refusal = why;
   r.message.assign(message);
-  if (cmd.kind == CommandKind::load_prescription || cmd.kind == CommandKind::refill) r.released_plan = cmd.plan;
   Event e = make_event(EventType::command_refused, now.mono, now.wall, cmd.caller.uid);
   e.command = cmd.kind;
   e.refusal = why;
@@ -357,7 +356,6 @@ Reply PumpCore::do_load(const Command& cmd, Now now) {
   emit_simple(EventType::prescription_loaded, now, cmd.caller.uid);
   Reply r;
   r.id = cmd.id;
-  r.released_plan = cmd.plan;
   return r;
 }
 
@@ -576,7 +574,6 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
   if (cmd.plan != nullptr) emit_simple(EventType::prescription_loaded, now, cmd.caller.uid);
   Reply r;
   r.id = cmd.id;
-  r.released_plan = cmd.plan;
   return r;
 }
 

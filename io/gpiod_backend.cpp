@@ -25,14 +25,14 @@ std::int64_t mono_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-int request_flags(const config::GpioLine& l) {
+int request_flags(const GpioLineSpec& l) {
   int f = 0;
   if (l.active_low) f |= GPIOD_LINE_REQUEST_FLAG_ACTIVE_LOW;
   switch (l.bias) {
-    case config::Bias::as_is: break;
-    case config::Bias::disabled: f |= GPIOD_LINE_REQUEST_FLAG_BIAS_DISABLE; break;
-    case config::Bias::pull_up: f |= GPIOD_LINE_REQUEST_FLAG_BIAS_PULL_UP; break;
-    case config::Bias::pull_down: f |= GPIOD_LINE_REQUEST_FLAG_BIAS_PULL_DOWN; break;
+    case GpioBias::as_is: break;
+    case GpioBias::disabled: f |= GPIOD_LINE_REQUEST_FLAG_BIAS_DISABLE; break;
+    case GpioBias::pull_up: f |= GPIOD_LINE_REQUEST_FLAG_BIAS_PULL_UP; break;
+    case GpioBias::pull_down: f |= GPIOD_LINE_REQUEST_FLAG_BIAS_PULL_DOWN; break;
   }
   return f;
 }
@@ -40,7 +40,7 @@ int request_flags(const config::GpioLine& l) {
 // The safe level each output is requested with (logical).
 constexpr bool safe_level(GpioRole r) { return r == GpioRole::dir; }  // dir: forward; the rest inactive
 
-std::string describe(const config::GpioLine& l) {
+std::string describe(const GpioLineSpec& l) {
   return l.offset ? "offset " + std::to_string(*l.offset) : "name \"" + l.name + "\"";
 }
 
@@ -53,7 +53,7 @@ std::string errno_text(int e) {
 
 const char* to_string(GpioRole r) noexcept { return r < GpioRole::count_ ? kRoleNames[idx(r)] : "none"; }
 
-std::variant<std::unique_ptr<GpiodBackend>, std::string> GpiodBackend::open(const config::GpioConfig& cfg,
+std::variant<std::unique_ptr<GpiodBackend>, std::string> GpiodBackend::open(const GpioBoard& cfg,
                                                                            const GpiodOptions& opt) {
   std::unique_ptr<GpiodBackend> b(new GpiodBackend());
   b->opt_ = opt;
@@ -70,7 +70,7 @@ std::variant<std::unique_ptr<GpiodBackend>, std::string> GpiodBackend::open(cons
   return b;
 }
 
-std::string GpiodBackend::request_all(const config::GpioConfig& cfg) {
+std::string GpiodBackend::request_all(const GpioBoard& cfg) {
   chip_ = gpiod_chip_open_lookup(cfg.chip.c_str());
   if (chip_ == nullptr) {
     const int e = errno;
@@ -83,7 +83,7 @@ std::string GpiodBackend::request_all(const config::GpioConfig& cfg) {
     const auto role = static_cast<GpioRole>(i);
     const auto it = cfg.lines.find(kRoleNames[i]);
     if (it == cfg.lines.end()) return std::string("gpio.lines.") + kRoleNames[i] + " is not configured";
-    const config::GpioLine& l = it->second;
+    const GpioLineSpec& l = it->second;
     gpiod_line* line = l.offset ? gpiod_chip_get_line(chip_, *l.offset) : gpiod_chip_find_line(chip_, l.name.c_str());
     if (line == nullptr) {
       const int e = errno;

@@ -28,11 +28,12 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
-#include "config/daemon_config.hpp"
 #include "io/backend.hpp"
 #include "io/gpiod_logic.hpp"
 
@@ -58,6 +59,23 @@ enum class GpioRole : std::uint8_t {
   count_,
 };
 constexpr std::size_t kGpioRoles = static_cast<std::size_t>(GpioRole::count_);
+
+enum class GpioBias : std::uint8_t { as_is, disabled, pull_up, pull_down };
+
+/// One line of the board (thecald.yaml gpio.lines.*; daemon/ converts the config into these).
+struct GpioLineSpec {
+  std::optional<unsigned> offset;  // either an offset ...
+  std::string name;                // ... or a line name
+  bool active_low = false;
+  GpioBias bias = GpioBias::as_is;
+  Duration debounce{0};
+};
+
+/// The chip (name, /dev path or label) and its lines by role name ("bolus_button").
+struct GpioBoard {
+  std::string chip = "gpiochip0";
+  std::map<std::string, GpioLineSpec> lines;
+};
 /// The thecald.yaml key of a role ("bolus_button").
 const char* to_string(GpioRole r) noexcept;
 
@@ -85,7 +103,7 @@ struct GpiodStats {
 class GpiodBackend final : public Backend {
  public:
   /// The backend, or a text saying what could not be opened and why.
-  static std::variant<std::unique_ptr<GpiodBackend>, std::string> open(const config::GpioConfig& cfg,
+  static std::variant<std::unique_ptr<GpiodBackend>, std::string> open(const GpioBoard& cfg,
                                                                        const GpiodOptions& opt);
   ~GpiodBackend() override;
 
@@ -100,7 +118,7 @@ class GpiodBackend final : public Backend {
 
  private:
   GpiodBackend() = default;
-  std::string request_all(const config::GpioConfig& cfg);
+  std::string request_all(const GpioBoard& cfg);
   void io_error(GpioRole role, int err) noexcept;
   bool set(GpioRole role, bool level) noexcept;
   int get(GpioRole role) noexcept;

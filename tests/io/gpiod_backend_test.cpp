@@ -8,15 +8,15 @@
 namespace thecal::io {
 namespace {
 
-config::GpioConfig rpi4_lines(const std::string& chip) {
-  config::GpioConfig c;
+GpioBoard rpi4_lines(const std::string& chip) {
+  GpioBoard c;
   c.chip = chip;
   const std::pair<const char*, unsigned> lines[] = {{"step", 17},      {"dir", 27},       {"enable", 22},
                                                     {"heartbeat", 12}, {"buzzer", 16},    {"fault", 23},
                                                     {"encoder", 24},   {"occlusion", 5},  {"disconnect", 6},
                                                     {"bolus_button", 26}, {"low_battery", 13}};
   for (const auto& [name, offset] : lines) {
-    config::GpioLine l;
+    GpioLineSpec l;
     l.offset = offset;
     c.lines.emplace(name, l);
   }

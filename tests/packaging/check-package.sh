@@ -29,6 +29,7 @@ grep -qx /etc/thecal/thecald.yaml "$OUT/control/conffiles" || fail "thecald.yaml
 for s in postinst prerm postrm; do [ -x "$OUT/control/$s" ] || fail "$s missing"; done
 grep -q 'libsystemd0' "$OUT/control/control" || fail "shared-library dependencies not declared"
 grep -q '^Depends:.*procps' "$OUT/control/control" || fail "procps (/bin/kill of ExecReload) not in Depends"
+grep -q '^Depends:.*libssl3' "$OUT/control/control" || fail "libssl3 (SHA-256 of the prescription id) not in Depends"
 lint=$(lintian --tag-display-limit 0 "$deb" 2>&1 | grep -E '^[EW]: ' || true)
 if [ -n "$lint" ]; then echo "$lint"; fail "lintian reports errors or warnings"; fi
 echo "lintian: clean"

@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     *) echo "bench-rt-guest: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-for b in daemon/thecald dbus/thecalctl bench/thecal-bench bench/bench-dbus-baseline; do
+for b in daemon/thecald thecalctl/thecalctl bench/thecal-bench bench/bench-dbus-baseline; do
   [ -x "$BUILD/$b" ] || { echo "bench-rt-guest: build $BUILD/$b first" >&2; exit 2; }
 done
 need=()
@@ -44,7 +44,7 @@ export THECAL_BENCH_GUEST_ARGS=$GUEST_ARGS
 export THECAL_RIG_TIMEOUT=${THECAL_RIG_TIMEOUT:-1800}
 LOG=$(mktemp /tmp/thecal-bench-guest.XXXXXX)
 set +e
-"$HERE/gpio-sim-rig.sh" --thecald "$BUILD/daemon/thecald" --thecalctl "$BUILD/dbus/thecalctl" --keep 2>&1 | tee "$LOG"
+"$HERE/gpio-sim-rig.sh" --thecald "$BUILD/daemon/thecald" --thecalctl "$BUILD/thecalctl/thecalctl" --keep 2>&1 | tee "$LOG"
 rc=${PIPESTATUS[0]}
 set -e
 W=$(sed -n 's/^gpio-sim-rig: kept //p' "$LOG" | tail -n1)

@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "daemon/journal_keeper.hpp"
+#include "tests/support/daemon_namespace.hpp"
 #include "io/atomic_file.hpp"
 #include "io/journal.hpp"
 #include "io/sim_plant.hpp"

@@ -17,7 +17,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
 THECALD=$SRC/build/default/daemon/thecald
-THECALCTL=$SRC/build/default/dbus/thecalctl
+THECALCTL=$SRC/build/default/thecalctl/thecalctl
 KEEP=0
 while [ $# -gt 0 ]; do
   case $1 in

@@ -1,0 +1,49 @@
+// Delivery history for GetDeliveryHistory: mass at the tip and volume pumped per minute of
+// wall time, from the dosing thread's running totals.  Kept for kRetention.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace thecal::app {
+
+class DeliveryHistory {
+ public:
+  static constexpr std::int64_t kMinuteUs = 60'000'000;
+  static constexpr std::int64_t kRetentionUs = 62LL * 24 * 3600 * 1'000'000;  // two months
+  static constexpr std::size_t kMaxBuckets = 100'000;  // per query
+
+  /// Records the totals (mcg at the tip, uL pumped) as of wall time `wall_us`; the increase
+  /// since the previous call goes to that minute.
+  void record_totals(std::int64_t wall_us, double total_mcg, double total_ul);
+
+  struct Bucket {
+    std::uint64_t start_us;
+    double mcg;
+    double ul;
+  };
+  /// Every refill's check (SPEC 2: the measured accuracy), oldest first.
+  struct Refill {
+    std::int64_t wall_us = 0;
+    double filled_ul = 0, withdrawn_ul = 0, estimate_ul = 0, pumped_ul = 0;
+    double accuracy_percent = 0;  // NaN when not measured (first fill)
+    bool discrepancy = false;
+  };
+  void record_refill(const Refill& r);
+  [[nodiscard]] std::vector<Refill> refills_since(std::int64_t from_us) const;
+
+  /// Buckets of `bucket_us` from `from_us` to `to_us` (end exclusive); nullopt if the
+  /// arguments are out of range (zero bucket, to <= from, too many buckets).
+  [[nodiscard]] std::optional<std::vector<Bucket>> query(std::uint64_t from_us, std::uint64_t to_us,
+                                                         std::uint64_t bucket_us) const;
+
+ private:
+  std::map<std::int64_t, std::pair<double, double>> minutes_;  // minute start -> (mcg, uL)
+  std::optional<std::pair<double, double>> last_;
+  std::vector<Refill> refills_;
+};
+
+}  // namespace thecal::app

@@ -1,0 +1,36 @@
+// The clock of the dosing loop.  With real hardware it is CLOCK_MONOTONIC and
+// CLOCK_REALTIME as they are.  With the simulator the whole simulated world runs `scale`
+// times faster (SPEC 4, Simulator1.TimeScale): simulated monotonic time advances by
+// scale x real elapsed time, and simulated wall time moves with it from the wall time at
+// start.  Only the dosing thread calls now(); a scale change takes effect from the next
+// call without a jump.
+#pragma once
+
+#include <cstdint>
+
+#include "control/pump_core.hpp"
+#include "io/clock.hpp"
+
+namespace thecal::loop {
+
+using io::real_monotonic_us;
+using io::real_wall_us;
+
+class LoopClock {
+ public:
+  /// simulated = false: real clocks, scale ignored.
+  LoopClock(bool simulated, double scale);
+
+  /// Current time given the real monotonic time (dosing thread only).
+  Now now(std::int64_t real_mono_us, double scale);
+  [[nodiscard]] bool simulated() const { return simulated_; }
+
+ private:
+  bool simulated_;
+  double scale_;
+  std::int64_t real_base_;
+  double sim_mono_base_;  // us
+  std::int64_t sim_wall_minus_mono_;
+};
+
+}  // namespace thecal::loop
