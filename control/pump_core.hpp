@@ -92,6 +92,7 @@ class PumpCore {
 
   /// Steps the journal still allows (SPEC S7): the loop never steps past it.
   [[nodiscard]] Steps budget() const { return budget_; }
+  [[nodiscard]] const BoardParams& board() const { return board_; }
 
   /// Copies the whole persistent state (control/core_state.hpp) into `out`, as of `now`
   /// (the time of the last apply/tick).  No allocation: safe in the dosing thread.

@@ -236,8 +236,41 @@ void DosingLoop::run() {
   running_.store(false, std::memory_order_release);
 }
 
+std::optional<Duration> DosingLoop::sim_advance_limit(std::int64_t real_now_us) {
+  // With the simulator, simulated time runs `scale` times faster than the fsyncs that grant
+  // the step budget (S7).  A real pump has minutes of budget ahead; at 20,000x those minutes
+  // pass in milliseconds, and a slow fsync on a loaded host (or a late cycle, which moves
+  // the simulated clock by its whole real length times the scale) would make the core drop
+  // programmed steps that a real pump would have delivered.  So the simulated world moves
+  // in a cycle at most as far as half the budget left covers at the commanded rate, and
+  // stands still when none is left, until the grant arrives.  Bounded: a journal that
+  // grants nothing for kMaxHoldUs of real time lets the world run on and out of budget as a
+  // real pump would (storage_fault, budget_exhausted).
+  const Status& s = core_.status();
+  const double step_ul = to_uL(core_.board().volume_per_step);
+  const double rate_ul_per_us = to_uL(s.pump_rate * Duration{1'000'000}) / 1e6;
+  if (!(step_ul > 0.0) || !(rate_ul_per_us > 0.0)) {
+    starved_since_us_ = -1;
+    return std::nullopt;
+  }
+  const double covered_us = static_cast<double>(std::max<std::int64_t>(0, core_.budget().count)) * step_ul /
+                            rate_ul_per_us / 2.0;
+  const double natural_us = static_cast<double>(real_now_us - last_real_us_) * scale_.load(std::memory_order_relaxed);
+  last_real_us_ = real_now_us;
+  if (covered_us >= natural_us) {
+    starved_since_us_ = -1;
+    return std::nullopt;
+  }
+  if (starved_since_us_ < 0) starved_since_us_ = real_now_us;
+  if (real_now_us - starved_since_us_ >= kMaxHoldUs) return std::nullopt;
+  return Duration{static_cast<std::int64_t>(covered_us)};
+}
+
 void DosingLoop::cycle(std::int64_t real_now_us) {
-  const Now now = clock_.now(real_now_us, scale_.load(std::memory_order_relaxed));
+  const double scale = scale_.load(std::memory_order_relaxed);
+  const std::optional<Duration> limit = opt_.simulated ? sim_advance_limit(real_now_us) : std::nullopt;
+  if (limit) held_cycles_.fetch_add(1, std::memory_order_relaxed);
+  const Now now = limit ? clock_.now_at_most(real_now_us, scale, *limit) : clock_.now(real_now_us, scale);
   now_mono_.store(to_usec(now.mono), std::memory_order_relaxed);
   now_wall_.store(to_usec(now.wall), std::memory_order_relaxed);
 

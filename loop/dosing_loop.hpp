@@ -73,6 +73,12 @@ class DosingLoop {
   void set_time_scale(double s) { scale_.store(s, std::memory_order_relaxed); }
   [[nodiscard]] double time_scale() const { return scale_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool running() const { return running_.load(std::memory_order_acquire); }
+  /// Simulated world only: cycles in which the simulated clock was slowed or held for a
+  /// step budget.
+  [[nodiscard]] std::uint64_t held_cycles() const { return held_cycles_.load(std::memory_order_relaxed); }
+  /// How long (real time) the simulated world waits at most for a grant before it runs on
+  /// and the core runs out of budget as a real pump would (a failing journal, S7).
+  static constexpr std::int64_t kMaxHoldUs = 2'000'000;
   /// Page faults of the dosing thread since its first cycle.  Costs the loop nothing: the
   /// thread samples getrusage(RUSAGE_THREAD) once before its first cycle and once after
   /// its last; in between this reads /proc/self/task/TID/stat (any thread but the loop).
@@ -83,6 +89,9 @@ class DosingLoop {
   void run();
   void setup_thread();
   void cycle(std::int64_t real_now_us);
+  /// Simulated world only: how far the simulated clock may move this cycle so that the
+  /// step budget the journal granted covers it (see the .cpp); nullopt: no limit.
+  std::optional<Duration> sim_advance_limit(std::int64_t real_now_us);
 
   PumpCore& core_;
   io::Backend& backend_;
@@ -110,6 +119,9 @@ class DosingLoop {
   std::atomic<std::int64_t> now_mono_{0};
   std::atomic<std::int64_t> now_wall_{0};
   std::uint32_t since_status_ = 0;
+  std::int64_t starved_since_us_ = -1;  // real monotonic time the simulated world began to wait
+  std::int64_t last_real_us_ = 0;       // real monotonic time of the previous cycle
+  std::atomic<std::uint64_t> held_cycles_{0};
   // Page-fault accounting (see page_faults()).
   std::atomic<int> tid_{0};
   std::atomic<std::int64_t> minflt_start_{0};

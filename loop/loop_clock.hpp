@@ -23,6 +23,10 @@ class LoopClock {
 
   /// Current time given the real monotonic time (dosing thread only).
   Now now(std::int64_t real_mono_us, double scale);
+  /// Simulated clock only: as now(), but the simulated clock moves at most `max_advance`
+  /// past the previous call's time (0: it stands still); the real time beyond that does not
+  /// count, and the clock goes on from there without a jump.
+  Now now_at_most(std::int64_t real_mono_us, double scale, Duration max_advance);
   [[nodiscard]] bool simulated() const { return simulated_; }
 
  private:
@@ -31,6 +35,7 @@ class LoopClock {
   std::int64_t real_base_;
   double sim_mono_base_;  // us
   std::int64_t sim_wall_minus_mono_;
+  std::int64_t last_sim_mono_ = 0;
 };
 
 }  // namespace thecal::loop

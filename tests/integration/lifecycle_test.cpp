@@ -180,6 +180,43 @@ limits:
   max_daily_dose: 1 mg
 )";
 
+// Issue 14 item 10, as a new user found it: 1.2 mg/day continuous, a refill that doubles
+// the concentration, the world at 20000x.  The journal's fsyncs take real time while the
+// reservations are sized in simulated time; the simulated world must wait for them rather
+// than drop programmed steps (it lost 14 % of its delivery to budget_exhausted before).
+TEST(Lifecycle, AtTimeScale20000TheMassAtTheTipIsThePrescriptionThroughAConcentrationChange) {
+  Unit u("", "");
+  const std::string rx = u.dir.path() + "/rx.yaml";
+  std::string text = kMonthPrescription;
+  text.replace(text.find("rate: 0.6 mg/day"), 16, "rate: 1.2 mg/day");
+  text.replace(text.find("max_daily_dose: 1 mg"), 20, "max_daily_dose: 2 mg");
+  write_text(rx, text);
+  std::string doubled = text;
+  doubled.replace(doubled.find("concentration: 1 mg/mL"), 22, "concentration: 2 mg/mL");
+  const std::string rx2 = u.dir.path() + "/rx2.yaml";
+  write_text(rx2, doubled);
+  ASSERT_NO_FATAL_FAILURE(u.infusing(rx));
+  ASSERT_EQ(u.ctl({"time-scale", "20000"}).exit_code, 0);
+  ASSERT_TRUE(u.sim_wait(2 * kDay, 120'000));
+  // The refill with the doubled concentration, in one call (withdraw what is left).
+  ASSERT_EQ(u.ctl({"suspend"}).exit_code, 0);
+  char left[64];
+  std::snprintf(left, sizeof left, "%.2f uL", u.c().get_double(kPump, "ReservoirUl"));
+  auto r = u.ctl({"refill", "--withdrawn", left, "20 mL", "--prescription", rx2});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  ASSERT_EQ(u.ctl({"resume"}).exit_code, 0);
+  // Through the bridge and a day after it: the rolling 24 h at the tip is the prescribed
+  // 1.2 mg within one step's mass (0.5 mcg at 2 mg/mL) and one 20 s cycle at each edge.
+  ASSERT_TRUE(u.sim_wait(3 * kDay, 180'000));
+  ASSERT_EQ(u.ctl({"time-scale", "1"}).exit_code, 0);
+  const double d24 = u.c().get_double(kPump, "Delivered24hMcg");
+  int exhausted = 0;
+  for (const auto& e : u.c().events()) exhausted += e.type == "budget_exhausted" ? 1 : 0;
+  EXPECT_EQ(exhausted, 0) << "no step budget ran out on a healthy disk";
+  EXPECT_NEAR(d24, 1200.0, 0.5 + 2 * 1200.0 * 20.0 / 86'400.0);
+  EXPECT_NEAR(u.c().get_double(kPump, "ConcentrationMcgPerMl"), 2000.0, 1e-9);
+}
+
 TEST(Lifecycle, RefillCheckFindsADriftingPumpAfterASimulatedMonth) {
   // Two pumps side by side: one pumps 5 % more than commanded (within the check's
   // tolerance: only the accuracy shows it), one 40 % less (beyond it: the alarm).
@@ -206,11 +243,22 @@ TEST(Lifecycle, RefillCheckFindsADriftingPumpAfterASimulatedMonth) {
     const double truth = u.c().get_double(kSim, "TrueDeliveredUl");
     const double estimate = u.c().get_double(kPump, "ReservoirUl");
     const double commanded = 20000.0 - estimate;
-    // A month at 0.6 mL/day is 18 mL.  At 20000x a journal reservation lasts ~30 ms of real
-    // time; on a slow machine (sanitizers, load) the loop may run out of budget before the
-    // next one is fsynced, and holds those steps back (never delivered late, S7), so the
-    // month can come out short.  What matters below is truth against commanded.
-    ASSERT_GT(commanded, 10000.0) << "most of a month at 0.6 mL/day";
+    // The whole month, at 20000x, on whatever host (issue 14 item 10): the commanded volume is
+    // the priming plus the prescription's integral from Start to Suspend (simulated times
+    // from the event log), within one step and a loop cycle at each edge; the simulated world
+    // waits for the journal's grants instead of dropping programmed steps.
+    std::uint64_t t_start = 0, t_suspend = 0;
+    int exhausted = 0;
+    for (const auto& e : u.c().events()) {
+      if (e.type == "started") t_start = e.time_us;
+      if (e.type == "suspended") t_suspend = e.time_us;
+      exhausted += e.type == "budget_exhausted" ? 1 : 0;
+    }
+    ASSERT_GT(t_suspend, t_start);
+    const double days = static_cast<double>(t_suspend - t_start) / 86'400e6;
+    EXPECT_GE(days, 30.0);
+    EXPECT_EQ(exhausted, 0) << "no step budget ran out on a healthy disk";
+    EXPECT_NEAR(commanded, 220.0 + 600.0 * days, 0.25 + 2 * 600.0 * 20.0 / 86'400.0) << "days " << days;
     EXPECT_NEAR(truth, commanded * (1.0 + x.drift / 100.0), 2.0);
     // The clinician withdraws what is really left and measures it.
     char withdrawn[64];

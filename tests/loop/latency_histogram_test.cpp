@@ -7,10 +7,10 @@
 
 #include "control/pump_core.hpp"
 #include "loop/dosing_loop.hpp"
-#include "tests/support/daemon_namespace.hpp"
+#include "loop/loop_clock.hpp"
 #include "io/sim_plant.hpp"
 
-namespace thecal::daemon {
+namespace thecal::loop {
 namespace {
 
 using H = LatencyHistogram;
@@ -93,4 +93,31 @@ TEST(LatencyHistogram, TheLoopCountsEveryCycleAndHandsOutAnExactIntervalMax) {
 }
 
 }  // namespace
-}  // namespace thecal::daemon
+}  // namespace thecal::loop
+
+namespace thecal::loop {
+namespace {
+
+TEST(LoopClock, ALimitedSimulatedClockMovesAtMostThatFarAndGoesOnWithoutAJump) {
+  LoopClock c(true, 1000.0);
+  const std::int64_t r0 = real_monotonic_us();
+  const Now a = c.now(r0 + 1'000, 1000.0);
+  const Now held = c.now_at_most(r0 + 50'000, 1000.0, Duration{0});  // 49 ms of real time do not count
+  EXPECT_EQ(held.mono, a.mono);
+  EXPECT_EQ(held.wall, a.wall);
+  const Now slowed = c.now_at_most(r0 + 90'000, 1000.0, seconds(3));  // 40 s would pass: 3 s do
+  EXPECT_EQ(slowed.mono - a.mono, seconds(3));
+  EXPECT_EQ(slowed.wall - a.wall, seconds(3));
+  const Now b = c.now_at_most(r0 + 91'000, 1000.0, seconds(5));  // 1 ms real: 1 s, under the limit
+  EXPECT_EQ(b.mono - slowed.mono, seconds(1));
+  // A scale change after a limited cycle stays continuous too.
+  const Now d = c.now(r0 + 92'000, 10.0);
+  EXPECT_EQ(d.mono - b.mono, seconds(1));
+  EXPECT_EQ(c.now(r0 + 93'000, 10.0).mono - d.mono, msec(10));
+  // The real clock ignores limits.
+  LoopClock real(false, 1.0);
+  EXPECT_GE(to_usec(real.now_at_most(real_monotonic_us(), 1.0, Duration{0}).mono), r0);
+}
+
+}  // namespace
+}  // namespace thecal::loop

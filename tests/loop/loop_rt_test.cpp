@@ -14,11 +14,11 @@
 
 #include "control/pump_core.hpp"
 #include "loop/dosing_loop.hpp"
-#include "tests/support/daemon_namespace.hpp"
+#include "loop/loop_clock.hpp"
 #include "io/sim_plant.hpp"
 #include "tests/support/alloc_counter.hpp"
 
-namespace thecal::daemon {
+namespace thecal::loop {
 namespace {
 
 TherapyPlan bolus_plan() {
@@ -244,4 +244,4 @@ TEST(AllocCounter, SeesAnotherThreadsAllocation) {
 }
 
 }  // namespace
-}  // namespace thecal::daemon
+}  // namespace thecal::loop

@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/daemon_namespace.hpp"
+#include "app/journal_keeper.hpp"
 #include "io/atomic_file.hpp"
 #include "io/journal.hpp"
 #include "io/sim_plant.hpp"
@@ -68,7 +68,7 @@ OnDisk read_journal(const std::string& path) {
   d.problem = scan.problem;
   for (const auto& r : scan.records) {
     if (r.type != io::RecordType::reserve) continue;
-    const auto rr = daemon::decode_reserve_payload(r.payload);
+    const auto rr = app::decode_reserve_payload(r.payload);
     if (rr && rr->reserved >= d.reserved) {
       d.reserved = rr->reserved;
       d.size = rr->size;
