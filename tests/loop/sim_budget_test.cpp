@@ -61,6 +61,16 @@ struct World {
     }
     return false;
   }
+  /// Load, fill, prime (the one granted step), start: infusing with no budget left.
+  void infusing(const TherapyPlan& plan) {
+    ASSERT_FALSE(loop.start().has_value());
+    ASSERT_TRUE(send({.kind = CommandKind::load_prescription, .plan = &plan}));
+    ASSERT_TRUE(send({.kind = CommandKind::refill, .volume = mL(20)}));
+    ASSERT_TRUE(send({.kind = CommandKind::grant_budget, .steps = Steps{1}}));
+    ASSERT_TRUE(send({.kind = CommandKind::prime, .volume = uL(0.25)}));
+    ASSERT_TRUE(until([&] { return last.catheter_primed && last.state == PumpState::idle; }, 30));
+    ASSERT_TRUE(send({.kind = CommandKind::start}));
+  }
   bool send(Command c) {
     c.id = ++next_id;
     c.caller = {0, true};
@@ -84,13 +94,7 @@ struct World {
 TEST(SimBudget, TheSimulatedWorldWaitsForEachGrantAndDropsNoStep) {
   World w;
   const TherapyPlan plan = continuous();
-  ASSERT_FALSE(w.loop.start().has_value());
-  ASSERT_TRUE(w.send({.kind = CommandKind::load_prescription, .plan = &plan}));
-  ASSERT_TRUE(w.send({.kind = CommandKind::refill, .volume = mL(20)}));
-  ASSERT_TRUE(w.send({.kind = CommandKind::grant_budget, .steps = Steps{1}}));
-  ASSERT_TRUE(w.send({.kind = CommandKind::prime, .volume = uL(0.25)}));
-  ASSERT_TRUE(w.until([&] { return w.last.catheter_primed && w.last.state == PumpState::idle; }, 30));
-  ASSERT_TRUE(w.send({.kind = CommandKind::start}));
+  ASSERT_NO_FATAL_FAILURE(w.infusing(plan));
   const WallTime t0 = w.last.wall;
   const std::uint64_t s0 = w.plant.steps_seen();
   // A journal that grants 3 steps only once the world has been waiting for it: each grant
@@ -115,13 +119,7 @@ TEST(SimBudget, TheSimulatedWorldWaitsForEachGrantAndDropsNoStep) {
 TEST(SimBudget, AJournalThatGrantsNothingLetsTheWorldRunOutOfBudgetAsARealPumpWould) {
   World w;
   const TherapyPlan plan = continuous();
-  ASSERT_FALSE(w.loop.start().has_value());
-  ASSERT_TRUE(w.send({.kind = CommandKind::load_prescription, .plan = &plan}));
-  ASSERT_TRUE(w.send({.kind = CommandKind::refill, .volume = mL(20)}));
-  ASSERT_TRUE(w.send({.kind = CommandKind::grant_budget, .steps = Steps{1}}));
-  ASSERT_TRUE(w.send({.kind = CommandKind::prime, .volume = uL(0.25)}));
-  ASSERT_TRUE(w.until([&] { return w.last.catheter_primed && w.last.state == PumpState::idle; }, 30));
-  ASSERT_TRUE(w.send({.kind = CommandKind::start}));
+  ASSERT_NO_FATAL_FAILURE(w.infusing(plan));
   // No grant ever comes: after kMaxHoldUs of real time the world runs on, and the core holds
   // delivery back (budget_exhausted), never steps without a reservation.
   const WallTime t0 = w.last.wall;
