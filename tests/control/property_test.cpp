@@ -151,7 +151,7 @@ constexpr std::int64_t kFallBack = 1792890000LL * 1'000'000;
 constexpr std::int64_t kSpringForward = 1806195600LL * 1'000'000;
 
 std::uint64_t env_or(const char* name, std::uint64_t dflt) {
-  const char* v = std::getenv(name);
+  const char* v = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read once, before any thread
   return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : dflt;
 }
 
@@ -248,7 +248,7 @@ TherapyPlan random_plan(Rng& r, const Shape& sh, WallTime now) {
   p.max_daily_dose = planned * r.uni(r.chance(0.25) ? 0.6 : 1.0, 1.3);
   if (r.chance(0.15)) {
     p.phase = Phase::trial;
-    p.trial_ends = now + hours(r.irange(12, 24 * 4));
+    p.trial_ends = now + hours(r.irange(12, 96));
   }
   return p;
 }
@@ -510,6 +510,22 @@ struct Scenario {
     ++restarts;
     crash_in = -1;
   }
+  /// Lockout and count (S2), from the patient boluses the core started (by command or
+  /// button): never two closer than the lockout, never more than max_per_day in 24 h.
+  void check_patient_starts() {
+    for (const auto& e : h.events) {
+      if (e.type != EventType::bolus_started || e.source != BolusSource::patient) continue;
+      const auto& rule = *current->patient_bolus;
+      if (!patient_starts.empty()) {
+        ASSERT_GE(to_usec(e.mono) - patient_starts.back(), to_usec(rule.lockout)) << "lockout broken";
+      }
+      patient_starts.push_back(to_usec(e.mono));
+      std::uint32_t n = 0;
+      for (const auto& t : patient_starts) n += t > to_usec(e.mono) - kUsDay ? 1 : 0;
+      ASSERT_LE(n, rule.max_per_day) << "max_per_day broken";
+    }
+  }
+
   void check_cycle(std::int64_t t0, PumpState before, bool jumped, bool restarted, double tip_before,
                    std::uint64_t steps_before);
   void run();
@@ -552,7 +568,6 @@ void Scenario::check_cycle(std::int64_t t0, PumpState before, bool jumped, bool 
   // The core's tip mass agrees with the oracle's catheter; its ledger never under-counts.
   ASSERT_NEAR(to_mcg(s.total_delivered_mass), h.tip_mass_total, 1e-6 * (1 + h.tip_mass_total));
   ASSERT_GE(to_mcg(s.delivered_24h) + 1e-6, truth_24h);
-  // Lockout and count, from the accepted patient boluses.
   bool state_changed = false;
   std::vector<std::pair<std::size_t, std::int64_t>> fired;
   std::size_t skipped = 0;
@@ -560,16 +575,9 @@ void Scenario::check_cycle(std::int64_t t0, PumpState before, bool jumped, bool 
     state_changed = state_changed || e.type == EventType::state_changed;
     if (e.type == EventType::bolus_started && e.source == BolusSource::periodic) fired.emplace_back(e.index, to_usec(e.mono));
     if (e.type == EventType::periodic_skipped) ++skipped;
-    if (e.type != EventType::bolus_started || e.source != BolusSource::patient) continue;
-    const auto& rule = *current->patient_bolus;
-    if (!patient_starts.empty()) {
-      ASSERT_GE(to_usec(e.mono) - patient_starts.back(), to_usec(rule.lockout)) << "lockout broken";
-    }
-    patient_starts.push_back(to_usec(e.mono));
-    std::uint32_t n = 0;
-    for (const auto& t : patient_starts) n += t > to_usec(e.mono) - kUsDay ? 1 : 0;
-    ASSERT_LE(n, rule.max_per_day) << "max_per_day broken";
   }
+  check_patient_starts();
+  if (::testing::Test::HasFatalFailure()) return;
   // Bolus ends, and the oracle's view of the state.
   std::erase_if(o.boluses, [&](const OracleBolus& b) { return b.end <= t0; });
   bool timer_edge = false;
@@ -722,6 +730,8 @@ void Scenario::run() {
         h.encoder_works = true;
       }
     }
+    check_patient_starts();  // the commands' events
+    if (::testing::Test::HasFatalFailure()) return;
     for (const auto& e : h.events) o.ingest(e);  // what the commands above started
     h.events.clear();
     if (crash_in == 0) {
