@@ -1,8 +1,11 @@
-// Recovery in the style of database engines: every truncation offset of the last records,
-// random bit flips, a zero-filled tail, a duplicated record, a newer version, a missing
-// journal.  Each is detected, named, and safe: the pump never starts from zero, never
+// Recovery in the style of database engines: a whole journal with every record type cut
+// at every byte offset, a bit flipped in every byte (two bits each), a zero-filled tail,
+// a duplicated record, a newer version, a missing journal.  Each is detected, named, and safe: the pump never starts from zero, never
 // under-counts a reservation that was durable, and never resumes by itself.
-#include <random>
+#include <algorithm>
+#include <iostream>
+#include <set>
+#include <string>
 
 #include <gtest/gtest.h>
 
@@ -55,60 +58,149 @@ TEST(JournalRecovery, AnIntactJournalRestoresAndCountsTheReservation) {
   EXPECT_EQ(rec.events.size(), 6u);
 }
 
-TEST(JournalRecovery, EveryTruncationOffsetOfTheLastRecordsIsDetectedAndSafe) {
+/// The trusted records are exactly the first `n` records of the intact journal, byte for
+/// byte: nothing corrupt (or after a corruption) is ever trusted.
+void expect_prefix(const io::JournalScan& scan, const io::JournalScan& intact, std::size_t n, std::size_t where) {
+  ASSERT_EQ(scan.records.size(), n) << "damage at " << where;
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(scan.records[i].type, intact.records[i].type) << where;
+    ASSERT_EQ(scan.records[i].seq, intact.records[i].seq) << where;
+    ASSERT_EQ(scan.records[i].payload, intact.records[i].payload) << where;
+  }
+}
+
+/// Whether the first `n` records hold a state record.
+bool has_state(const io::JournalScan& intact, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (intact.records[i].type == io::RecordType::state) return true;
+  }
+  return false;
+}
+
+/// Recovery from the first `n` intact records after damage: lost (the problem named), the
+/// last intact state back with every reservation of the prefix counted (S7: never less
+/// than the highest reservation, never less than the state's own steps), and a dosing core
+/// that restores it counts exactly that many steps as issued.
+void expect_safe_recovery(const io::JournalScan& scan, const io::JournalScan& intact, const Layout& l, std::size_t n,
+                          bool damaged, const BoardParams& board, std::size_t where) {
+  const auto rec = interpret(scan, true);
+  if (damaged) {
+    ASSERT_EQ(rec.kind, Recovery::Kind::lost) << where;
+    ASSERT_EQ(rec.problem, scan.problem) << where;
+    ASSERT_NE(rec.explanation.find(io::to_string(scan.problem)), std::string::npos) << where << ": " << rec.explanation;
+  }
+  if (!has_state(intact, n)) {
+    ASSERT_FALSE(rec.state) << where;
+    ASSERT_EQ(rec.kind, Recovery::Kind::lost) << where;
+    ASSERT_NE(rec.explanation.find("no intact state record"), std::string::npos) << where << ": " << rec.explanation;
+    return;
+  }
+  ASSERT_TRUE(rec.state) << where;
+  const std::uint64_t must = std::max(l.reserved_before[n], l.issued_before[n]);
+  ASSERT_EQ(rec.reserved, must) << where;
+  ASSERT_EQ(rec.state->steps_issued, l.issued_before[n]) << where;
+  ASSERT_EQ(rec.state->steps_issued + static_cast<std::uint64_t>(rec.unconfirmed), must) << where;
+  PumpCore core(board, Now{mono_us(5'000'000), wall_us(1'790'100'000'000'000)});
+  (void)core.restore_state(*rec.state, RestoreClock{Now{mono_us(5'000'000), wall_us(1'790'100'000'000'000)}, Duration{0}},
+                           rec.unconfirmed);
+  ASSERT_EQ(core.status().steps_issued, must) << where;
+  ASSERT_GE(to_uL(core.status().total_pumped_volume) + 1e-9, to_uL(board.volume_per_step) * static_cast<double>(must))
+      << where;
+}
+
+/// A journal the real keeper wrote, with every record type in it.
+std::string whole_journal(JournalFixture& fx, int checkpoints) {
+  fx.build(checkpoints);
+  std::string f = fx.bytes();
+  const auto scan = io::scan_journal(f);
+  EXPECT_EQ(scan.problem, JournalProblem::none);
+  std::set<io::RecordType> types;
+  for (const auto& r : scan.records) types.insert(r.type);
+  EXPECT_EQ(types, (std::set{io::RecordType::state, io::RecordType::reserve, io::RecordType::event}));
+  return f;
+}
+
+TEST(JournalRecovery, TruncationAtEveryByteOffsetIsDetectedAndSafe) {
+  // A crash mid-append cuts the file anywhere: in the header, in a record's header, in a
+  // payload.  Every cut is named (torn or zero tail) unless it falls between records, and
+  // what is recovered is the intact prefix with all of its reservations counted.
   JournalFixture fx;
-  fx.build();
-  const std::string f = fx.bytes();
+  const std::string f = whole_journal(fx, 6);
+  const auto intact = io::scan_journal(f);
   const Layout l = layout_of(f);
-  ASSERT_GE(l.starts.size(), 5u);
-  // The last three records (event, state, reserve): every offset inside them.
-  const std::size_t from = l.starts[l.starts.size() - 4];
-  std::size_t checked = 0;
-  for (std::size_t cut = from; cut < f.size(); ++cut) {
+  for (std::size_t cut = 0; cut <= f.size(); ++cut) {
     const auto scan = io::scan_journal(std::string_view(f).substr(0, cut));
-    // Which records are complete at this cut?
+    if (cut < io::kJournalHeaderSize) {
+      ASSERT_EQ(scan.problem, JournalProblem::bad_header) << cut;
+      ASSERT_TRUE(scan.records.empty());
+      const auto rec = interpret(scan, true);
+      ASSERT_EQ(rec.kind, Recovery::Kind::lost);
+      ASSERT_FALSE(rec.state);
+      ASSERT_NE(rec.explanation.find("bad_header"), std::string::npos) << rec.explanation;
+      continue;
+    }
     std::size_t complete = 0;
     while (complete + 1 < l.starts.size() && l.starts[complete + 1] <= cut) ++complete;
     const bool on_boundary = l.starts[complete] == cut;
     if (on_boundary) {
       ASSERT_EQ(scan.problem, JournalProblem::none) << cut;
     } else {
-      ASSERT_EQ(scan.problem, JournalProblem::torn_tail) << "cut at " << cut << ": " << scan.message;
-      ASSERT_EQ(scan.problem_offset, l.starts[complete]);
+      ASSERT_TRUE(scan.problem == JournalProblem::torn_tail || scan.problem == JournalProblem::zero_tail)
+          << "cut at " << cut << ": " << scan.message;
+      ASSERT_EQ(scan.problem_offset, l.starts[complete]) << cut;
+      ASSERT_FALSE(scan.message.empty());
     }
-    ASSERT_EQ(scan.records.size(), complete) << cut;
-    const auto rec = interpret(scan, true);
-    ASSERT_TRUE(rec.state) << cut;
-    if (!on_boundary) {
-      ASSERT_EQ(rec.kind, Recovery::Kind::lost) << cut;
-      ASSERT_NE(rec.explanation.find("torn_tail"), std::string::npos) << rec.explanation;
-    }
-    // Never an under-count: every reservation that was complete on disk is counted.
-    ASSERT_EQ(rec.state->steps_issued + static_cast<std::uint64_t>(rec.unconfirmed),
-              std::max(l.reserved_before[complete], l.issued_before[complete])) << cut;
-    ++checked;
+    expect_prefix(scan, intact, complete, cut);
+    expect_safe_recovery(scan, intact, l, complete, !on_boundary, fx.h.board, cut);
+    if (HasFatalFailure()) return;
   }
-  EXPECT_GT(checked, 100u);
 }
 
-TEST(JournalRecovery, RandomBitFlipsAreAlwaysDetected) {
+TEST(JournalRecovery, ABitFlipInEveryByteIsDetectedAndNothingCorruptIsTrusted) {
+  // Every byte of a whole journal (header, record headers, every payload), two different
+  // bits each: the damage is always found at the record it is in (or the header), nothing
+  // from that record on is trusted, the problem is named, and every reservation before it
+  // is counted.
   JournalFixture fx;
-  fx.build(3);
-  const std::string f = fx.bytes();
-  std::mt19937_64 rng(7);
-  std::uniform_int_distribution<std::size_t> pos(0, f.size() - 1);
-  std::uniform_int_distribution<int> bit(0, 7);
-  for (int i = 0; i < 2000; ++i) {
-    std::string g = f;
-    const std::size_t p = pos(rng);
-    g[p] = static_cast<char>(g[p] ^ (1 << bit(rng)));
-    const auto scan = io::scan_journal(g);
-    ASSERT_NE(scan.problem, JournalProblem::none) << "flip at " << p;
-    ASSERT_FALSE(scan.message.empty());
-    const auto rec = interpret(scan, true);
-    ASSERT_EQ(rec.kind, Recovery::Kind::lost) << "flip at " << p;
-    ASSERT_FALSE(rec.explanation.empty());
+  const std::string f = whole_journal(fx, 6);
+  const auto intact = io::scan_journal(f);
+  const Layout l = layout_of(f);
+  const std::uint64_t final_reserved = l.reserved_before.back();
+  std::uint64_t worst_lost = 0;  // reservations after the damage, which the prefix cannot see
+  std::size_t named_torn = 0;
+  for (std::size_t p = 0; p < f.size(); ++p) {
+    for (const int bit : {static_cast<int>(p % 8), static_cast<int>((p * 5 + 3) % 8)}) {
+      std::string g = f;
+      g[p] = static_cast<char>(g[p] ^ (1 << bit));
+      const auto scan = io::scan_journal(g);
+      ASSERT_NE(scan.problem, JournalProblem::none) << "flip at byte " << p << " bit " << bit;
+      ASSERT_FALSE(scan.message.empty());
+      std::size_t rec_index = 0;  // the record the byte is in (records before it are intact)
+      while (rec_index + 1 < l.starts.size() && l.starts[rec_index + 1] <= p) ++rec_index;
+      if (p < io::kJournalHeaderSize) {
+        ASSERT_EQ(scan.problem, JournalProblem::bad_header) << p << ": the header's checksum covers the version too";
+        ASSERT_TRUE(scan.records.empty());
+        const auto rec = interpret(scan, true);
+        ASSERT_EQ(rec.kind, Recovery::Kind::lost);
+        ASSERT_FALSE(rec.state) << "a journal with a bad header is refused whole";
+        continue;
+      }
+      ASSERT_EQ(scan.problem_offset, l.starts[rec_index]) << "flip at " << p << ": " << scan.message;
+      named_torn += scan.problem == JournalProblem::torn_tail ? 1 : 0;
+      expect_prefix(scan, intact, rec_index, p);
+      expect_safe_recovery(scan, intact, l, rec_index, true, fx.h.board, p);
+      if (HasFatalFailure()) return;
+      if (has_state(intact, rec_index)) {
+        worst_lost = std::max(worst_lost, final_reserved - std::max(l.reserved_before[rec_index], l.issued_before[rec_index]));
+      }
+    }
   }
+  // For the record (docs/journal.md): a flip that makes a length point past the end reads
+  // as a torn tail, and reservations written after the damaged record are not in the
+  // trusted prefix (what a restored state can miss, in steps; the pump is stopped with
+  // state_lost and a clinician establishes the recent dosing).
+  std::cout << "[ figure ] " << f.size() << " bytes, " << 2 * f.size() << " flips; named torn_tail: " << named_torn
+            << "; most steps reserved after the damage: " << worst_lost << "\n";
 }
 
 TEST(JournalRecovery, AZeroFilledTailIsNamedAndTheStateBeforeItIsKept) {

@@ -54,6 +54,25 @@ struct Driver {
   }
 };
 
+TEST(Reservation, SizeIsTenMinutesOfDeliveryWithinFourAnd1200StepsAndNeverMoreThanPrimingNeeds) {
+  // docs/journal.md: G covers 10 minutes at the current pump rate, at least 4 and at most
+  // 1200 steps; while priming, never more than the priming steps still to go (at least 4).
+  // The figures below are worked out by hand from those words (0.25 uL per step).
+  JTempDir dir;
+  const BoardParams board;
+  const app::JournalKeeper keeper{io::real_file_ops(), dir.path, board, "/proc/sys/kernel/random/boot_id"};
+  EXPECT_EQ(keeper.reservation_steps(uL_per_day(150)), 5u);    // 1.5 mg/day at 10 mg/mL: 1.04 uL
+  EXPECT_EQ(keeper.reservation_steps(uL_per_day(3000)), 84u);  // 30 mL/day: 20.8 uL = 83.3 steps
+  EXPECT_EQ(keeper.reservation_steps(mL_per_h(1)), 667u);      // priming: 166.7 uL
+  EXPECT_EQ(keeper.reservation_steps(mL_per_h(2)), 1200u);     // 333 uL: capped
+  EXPECT_EQ(keeper.reservation_steps(uL_per_h(1)), 4u);        // 0.17 uL: the floor
+  EXPECT_EQ(keeper.reservation_steps(VolumeRate{}), 4u);
+  EXPECT_EQ(keeper.reservation_steps(mL_per_h(1), uL(220)), 667u);  // 880 steps to go: 10 minutes' worth
+  EXPECT_EQ(keeper.reservation_steps(mL_per_h(1), uL(10)), 40u);    // the last 40 steps of a prime
+  EXPECT_EQ(keeper.reservation_steps(mL_per_h(1), uL(0.25)), 4u);
+  EXPECT_EQ(keeper.reservation_steps(uL_per_day(150), uL(0)), 5u);  // not priming
+}
+
 TEST(Reservation, SteadyBasalCostsAtMostOneFsyncPerMinute) {
   Driver d;
   const TherapyPlan plan = continuous_plan(mg_per_day(1.5), mg_per_mL(10), mg(3));

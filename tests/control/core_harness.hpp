@@ -113,6 +113,7 @@ struct Harness {
   OracleCatheter cath{220};
   OracleLedger truth;
   double reservoir_conc = 0;  // mcg/uL, as the test filled it
+  double plan_conc = 0;       // mcg/uL, of the prescription the test loaded last
   double tip_mass_total = 0;
   std::uint64_t steps_out = 0;
   std::vector<Event> events;
@@ -124,12 +125,13 @@ struct Harness {
     c.id = ++id;
     c.caller = {uid, clinician};
     Reply r = core->apply(c, now);
-    if (r.ok() && c.kind == CommandKind::refill) {
-      const TherapyPlan* p = c.plan != nullptr ? c.plan : core->plan();
-      reservoir_conc = to_mg_per_mL(p->concentration);
-      cath.set_capacity(to_uL(p->catheter_volume));
+    // The oracle keeps its own copy of what the test loaded: it never asks the core.
+    if (r.ok() && (c.kind == CommandKind::load_prescription || c.kind == CommandKind::refill) && c.plan != nullptr) {
+      plan_conc = to_mg_per_mL(c.plan->concentration);
+      cath.set_capacity(to_uL(c.plan->catheter_volume));
     }
-    if (r.ok() && c.kind == CommandKind::load_prescription) cath.set_capacity(to_uL(c.plan->catheter_volume));
+    if (r.ok() && c.kind == CommandKind::load_prescription && reservoir_conc == 0) reservoir_conc = plan_conc;
+    if (r.ok() && c.kind == CommandKind::refill) reservoir_conc = plan_conc;
     if (r.ok() && c.kind == CommandKind::prime && c.catheter_replaced) cath.clear();
     drain();
     return r;

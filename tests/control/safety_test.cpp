@@ -1,9 +1,12 @@
 // Safety supervisor (S4, S5), clocks (S8) and the state machine table.
+#include <array>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <regex>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -36,8 +39,29 @@ TEST_P(HighAlarm, StopsTheMotorWithinTwoCyclesLatchesAndCancelsTheBolus) {
   if (with_bolus) {
     ASSERT_TRUE(h.send({.kind = CommandKind::clinician_bolus, .dose = mcg(300), .duration = minutes(30)}).ok());
   }
-  h.run(minutes(1), msec(10));
+  // Each cycle is one loop period.  The test's own oracle says when a stall or an empty
+  // reservoir arose: for a stall, the cycle whose steps bring the steps issued since the
+  // core last saw a new encoder pulse to stall_pulses x steps_per_encoder_pulse; for an
+  // empty reservoir, the cycle whose steps leave less than one step in it (fill less every
+  // step the motor made).  S4: the motor is stopped within 2 loop periods of that cycle.
+  const Duration period = h.board.loop_period;
+  const auto stall_steps = static_cast<std::uint64_t>(h.board.stall_pulses) * h.board.steps_per_encoder_pulse;
+  const double vps = to_uL(h.board.volume_per_step);
+  const double fill = to_uL(p.fault == Fault::empty ? uL(220 + 80) : mL(20));
+  std::uint64_t unconfirmed = 0;  // steps since the last cycle that brought a new pulse
+  std::uint64_t seen_pulses = h.in.encoder_pulses;
+  auto one_cycle = [&] {
+    const std::uint64_t pulses_in = h.in.encoder_pulses;  // what this tick reads
+    h.cycle(period);
+    if (pulses_in != seen_pulses) {
+      seen_pulses = pulses_in;
+      unconfirmed = 0;
+    }
+    unconfirmed += h.out.steps;
+  };
+  for (int i = 0; i < 60'000; ++i) one_cycle();  // a minute of delivery first
   ASSERT_GT(h.out.steps + h.steps_out, 0u);
+  ASSERT_EQ(h.core->state(), PumpState::infusing);
   switch (p.fault) {
     case Fault::occlusion: h.in.occlusion = true; break;
     case Fault::disconnect: h.in.disconnect = true; break;
@@ -47,13 +71,25 @@ TEST_P(HighAlarm, StopsTheMotorWithinTwoCyclesLatchesAndCancelsTheBolus) {
     case Fault::empty: break;
   }
   // Stall and empty need the motor to run into them; the sensor faults act at once.
+  std::optional<int> cause_at;     // cycle in which the cause arose
+  std::optional<int> stopped_at;   // first cycle with the motor disabled and no step
   int cycles = 0;
-  while (h.core->state() == PumpState::infusing && cycles < 1'000'000) {
-    h.cycle(p.fault == Fault::empty ? seconds(1) : msec(10));
+  while (!stopped_at && cycles < 10'000'000) {
+    one_cycle();
     ++cycles;
+    if (!h.out.motor_enable && h.out.steps == 0) stopped_at = cycles;
+    if (cause_at) continue;
+    if (p.fault == Fault::stall && unconfirmed >= stall_steps) cause_at = cycles;
+    if (p.fault == Fault::empty && fill - vps * static_cast<double>(h.steps_out) < vps) cause_at = cycles;
+    if (p.fault != Fault::stall && p.fault != Fault::empty) cause_at = 0;  // the input is there from the start
   }
+  ASSERT_TRUE(stopped_at) << "the motor never stopped";
+  ASSERT_TRUE(cause_at) << "stopped before its cause (cycle " << *stopped_at << ")";
   if (p.fault != Fault::stall && p.fault != Fault::empty) {
-    EXPECT_EQ(cycles, 1) << "same cycle as the input";
+    EXPECT_EQ(*stopped_at, 1) << "same cycle as the input";
+  } else {
+    EXPECT_LE(*stopped_at - *cause_at, 2) << "S4: at most 2 loop periods after the cause (cycle " << *cause_at << ")";
+    EXPECT_GE(*stopped_at, *cause_at) << "not before its cause";
   }
   EXPECT_EQ(h.core->state(), PumpState::stopped);
   EXPECT_EQ(h.out.steps, 0u);
@@ -175,6 +211,67 @@ TEST(Safety, FlowDeviationFromTheEncoder) {
   }
 }
 
+// S5 pins the flow monitor to "more than 10 % over 15 minutes".  A fast basal (1 mg/mL at
+// 300 mg/day: 13.9 steps/s, 12,500 steps per window) makes the one-pulse allowance (8 steps)
+// and the pulse quantization at the window's ends (another 8) small next to 0.3 % of a
+// window (37 steps), so gains 0.3 % either side of the threshold fall clearly on each side.
+TherapyPlan fast_flow_plan() {
+  auto plan = continuous_plan(mg_per_day(300), mg_per_mL(1), mg(400));
+  plan.reservoir_capacity = mL(1000);
+  return plan;
+}
+
+TEST(Safety, FlowDeviationThresholdIsTenPercent) {
+  struct Case {
+    double gain;
+    bool alarm;
+  };
+  for (const Case c : {Case{0.903, false}, Case{0.897, true}, Case{1.097, false}, Case{1.103, true}}) {
+    Harness h;
+    h.ready(fast_flow_plan(), true, mL(1000));
+    h.plant_gain = c.gain;  // after priming: every window from the second on is all at this gain
+    h.run(hours(1) + minutes(5), seconds(1));
+    EXPECT_EQ(h.core->state(), PumpState::infusing);
+    EXPECT_EQ(h.alarm(AlarmCode::flow_deviation), c.alarm) << "gain " << c.gain;
+    if (!c.alarm) {
+      EXPECT_EQ(h.count(EventType::alarm_raised), 0u) << "gain " << c.gain << ": never raised";
+    }
+  }
+}
+
+TEST(Safety, FlowDeviationIsJudgedOverFifteenMinutesOfDelivery) {
+  // A plant at half the commanded flow raises the alarm at the end of a window; from then on
+  // it pumps right, and the alarm clears at the end of the next window: exactly 15 minutes
+  // of delivery later (one 1 s cycle of slack), not a cycle sooner.
+  Harness h;
+  h.ready(fast_flow_plan(), true, mL(1000));
+  h.plant_gain = 0.5;
+  int n = 0;
+  while (!h.alarm(AlarmCode::flow_deviation) && n++ < 3600) h.cycle(seconds(1));
+  ASSERT_TRUE(h.alarm(AlarmCode::flow_deviation));
+  const MonoTime raised = h.now.mono;
+  h.plant_gain = 1.0;
+  while (h.alarm(AlarmCode::flow_deviation) && h.now.mono - raised < hours(1)) h.cycle(seconds(1));
+  EXPECT_FALSE(h.alarm(AlarmCode::flow_deviation));
+  EXPECT_GE(h.now.mono - raised, minutes(15)) << "judged before 15 minutes of delivery";
+  EXPECT_LE(h.now.mono - raised, minutes(15) + seconds(1)) << "judged over more than 15 minutes";
+  // Delivery that is suspended does not count towards the window.
+  h.plant_gain = 0.5;
+  n = 0;
+  while (!h.alarm(AlarmCode::flow_deviation) && n++ < 3600) h.cycle(seconds(1));
+  ASSERT_TRUE(h.alarm(AlarmCode::flow_deviation));
+  h.plant_gain = 1.0;
+  const MonoTime raised2 = h.now.mono;
+  h.run(minutes(5), seconds(1));
+  ASSERT_TRUE(h.send({.kind = CommandKind::suspend}).ok());
+  h.run(minutes(30), seconds(1));
+  EXPECT_TRUE(h.alarm(AlarmCode::flow_deviation)) << "a suspended pump delivers nothing to judge";
+  ASSERT_TRUE(h.send({.kind = CommandKind::resume}).ok());
+  while (h.alarm(AlarmCode::flow_deviation) && h.now.mono - raised2 < hours(2)) h.cycle(seconds(1));
+  EXPECT_GE(h.now.mono - raised2, minutes(15 + 30));
+  EXPECT_LE(h.now.mono - raised2, minutes(15 + 30) + seconds(2));
+}
+
 TEST(Safety, StateLostFromTheDaemonBlocksStartUntilAcknowledged) {
   Harness h;
   const auto plan = continuous_plan(mg_per_day(1.2), mg_per_mL(10));
@@ -231,16 +328,23 @@ class WallJump : public ::testing::TestWithParam<JumpCase> {};
 
 TEST_P(WallJump, IsLoggedAndNeverCausesExtraDelivery) {
   // Flex basal, a periodic dose at 12:00 and one at 21:00, over four days; the same run
-  // with the wall clock stepped once must not deliver more than the undisturbed reference
-  // (beyond the one dose that a clock set ahead may bring inside the horizon's end), and
-  // no periodic dose may ever fire twice within 22 h of monotonic time.
+  // with the wall clock stepped once must not deliver more than the undisturbed reference,
+  // beyond one step (the two runs' step accumulators may stand a fraction apart), and no
+  // periodic dose may ever fire twice within 22 h of monotonic time.
+  //
+  // What "the same therapy" is depends on the direction.  A clock set back repeats a
+  // stretch of the schedule while time really passes: compared at the same monotonic
+  // time.  A clock set forward skips a stretch of the schedule: the pump is then J ahead
+  // of the reference on the wall clock, so it is compared with the reference at the same
+  // *wall* time (the reference runs J longer); comparing at the same monotonic time would
+  // charge the jumped pump with the next J of its (legitimately earlier) schedule.
   struct Result {
     std::uint64_t steps;
     std::size_t periodic;
     std::size_t jumps;
     Duration min_spacing;
   };
-  auto run = [](Duration jump, Duration at) {
+  auto run = [](Duration jump, Duration at, Duration extra) {
     Harness h;
     auto plan = flex_plan(mg(4));
     plan.periodic.push_back({hours(12), mcg(100), minutes(30)});
@@ -248,7 +352,7 @@ TEST_P(WallJump, IsLoggedAndNeverCausesExtraDelivery) {
     h.ready(plan);
     run_until_wall(h, kMidnight0922 + to_usec(at), seconds(10));
     h.cycle(seconds(10), jump);
-    h.run(days(4), seconds(10));
+    h.run(days(4) + extra, seconds(10));
     Result r{h.steps_out, 0, h.count(EventType::wall_clock_jump), days(365)};
     std::array<std::optional<MonoTime>, 2> last{};
     for (const auto& e : h.events) {
@@ -260,17 +364,42 @@ TEST_P(WallJump, IsLoggedAndNeverCausesExtraDelivery) {
     return r;
   };
   const auto& p = GetParam();
-  const Result ref = run(Duration{0}, p.at);
-  const Result got = run(p.jump, p.at);
-  const std::uint64_t edge = p.jump > Duration{0} ? 400 : 0;  // one 100 mcg dose: 40 steps, x10 margin
+  const bool forward = p.jump > Duration{0};
+  const Result ref = run(Duration{0}, p.at, forward ? p.jump : Duration{0});
+  const Result got = run(p.jump, p.at, Duration{0});
   EXPECT_EQ(ref.jumps, 0u);
   EXPECT_EQ(got.jumps, 1u) << "the jump is logged";
-  EXPECT_LE(got.steps, ref.steps + 1 + edge) << "no extra delivery";
-  EXPECT_LE(got.periodic, ref.periodic + (p.jump > Duration{0} ? 1 : 0)) << "no extra periodic dose";
+  EXPECT_LE(got.steps, ref.steps + 1) << "no extra delivery (at most one step of accumulator phase)";
+  EXPECT_LE(got.periodic, ref.periodic) << "no extra periodic dose";
   EXPECT_GE(got.min_spacing, PumpCore::kPeriodicMinSpacing) << "never twice within 22 h";
-  EXPECT_GE(got.periodic + 2, ref.periodic) << "and no more than one day's doses lost";
-  if (p.jump <= Duration{0}) {
-    EXPECT_LE(got.steps, ref.steps + 1) << "a clock set back never gives more";
+  // A clock set forward skips the doses of the skipped stretch (the first one due is
+  // given at once, no catch-up of the others); otherwise at most one day's doses are lost.
+  const auto skipped_days = static_cast<std::size_t>(forward ? p.jump / days(1) : 0);
+  EXPECT_GE(got.periodic + 2 + 2 * skipped_days, ref.periodic) << "no more doses lost than the clock skipped";
+}
+
+TEST_P(WallJump, FlexBasalIsNeverAboveTheUndisturbedRunForADay) {
+  // Without periodic doses, for the 24 h after a jump in either direction the flex basal
+  // is the lower of the rates by the new and by the old clock: at every monotonic time
+  // the jumped pump has delivered at most one step more than the undisturbed one.
+  auto run = [](Duration jump, Duration at, std::vector<std::uint64_t>& hourly) {
+    Harness h;
+    h.ready(flex_plan(mg(4)));
+    run_until_wall(h, kMidnight0922 + to_usec(at), seconds(10));
+    h.cycle(seconds(10), jump);
+    for (int i = 0; i < 23; ++i) {
+      h.run(hours(1), seconds(10));
+      hourly.push_back(h.steps_out);
+    }
+    return h.count(EventType::wall_clock_jump);
+  };
+  const auto& p = GetParam();
+  std::vector<std::uint64_t> ref;
+  std::vector<std::uint64_t> got;
+  EXPECT_EQ(run(Duration{0}, p.at, ref), 0u);
+  EXPECT_EQ(run(p.jump, p.at, got), 1u);
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_LE(got[i], ref[i] + 1) << "hour " << i + 1 << " after the jump";
   }
 }
 
