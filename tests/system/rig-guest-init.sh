@@ -196,6 +196,15 @@ dc=$((c1 - c0)); inner=$(between $HB HB_A1 HB_B0); outer=$(between $HB HB_A0 HB_
 note "heartbeat: LoopCycles $c0 -> $c1 ($dc cycles); heartbeat edges between the reads $inner, around them $outer"
 check "heartbeat toggles once per loop cycle: $inner - 1 <= $dc cycles <= $outer + 1 (window $dc cycles, slack $((outer - inner)))" \
   [ "$dc" -ge 10000 -a "$dc" -ge $((inner - 1)) -a "$dc" -le $((outer + 1)) ]
+# Cycle by cycle in the same window: each cycle reads the fault line first (right after it
+# wakes) and writes the heartbeat once, so reads and heartbeat writes must alternate.
+set -- $(awk -v rd="gpio_value: $(g $FAULT) get " -v hb="gpio_value: $(g $HB) set " '
+  /tracing_mark_write: HB_A1$/ { on = 1; next } /tracing_mark_write: HB_B0$/ { exit }
+  on && index($0, rd) { r++; if (last == "r") skip++; last = "r" }
+  on && index($0, hb) { h++; if (last == "h") dbl++; if (last != "") last = "h" }
+  END { print r + 0, h + 0, skip + 0, dbl + 0 }' /tmp/trace.txt)
+check "heartbeat written once in each of $1 cycles (by the fault line's reads): $2 writes, $3 cycles without one, $4 cycles with two" \
+  [ "$1" -ge 10000 -a "$3" = 0 -a "$4" = 0 -a "$2" -ge $(($1 - 1)) -a "$2" -le $(($1 + 1)) ]
 has_alarm restart low && ok "alarm restart (low) raised at start" || fail "alarm restart (low) raised at start: $(ctl --json alarms)"
 check_cadence "low (restart alarm)" 30000 200 0 400
 ctl ack restart || fail "ack restart (low)"
