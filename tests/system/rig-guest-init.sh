@@ -245,7 +245,11 @@ rate=$(grep "gpio_value: $(g $STEP) set 1\$" /tmp/trace.txt | awk '
   END { if (NR > 1) printf "%.2f", (NR - 1) / (t1 - t0); else print 0 }')
 note "step rate $rate steps/s (programmed 72 mL/h = 80 steps/s)"
 check "step rate within 3 % of the programmed 80 steps/s" awk -v r="$rate" 'BEGIN { exit !(r > 77.6 && r < 82.4) }'
-enc=$(cat /tmp/enc.count); seen=$(diag EncoderPulses)
+# The loop reads the encoder's events each cycle: wait until it has read the last pulse's
+# (a stalled vCPU can leave it hundreds of ms behind), then compare.
+enc=$(cat /tmp/enc.count)
+encoder_seen() { [ "$(diag EncoderPulses)" -ge "$1" ]; }
+wait_for 10 encoder_seen "$enc"; seen=$(diag EncoderPulses)
 note "encoder pulses driven $enc, counted by thecald $seen"
 check "every encoder pulse counted (edge events)" [ "$seen" = "$enc" ]
 
