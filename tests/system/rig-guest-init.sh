@@ -249,6 +249,10 @@ check_cadence "medium (battery_eri)" 8000 200 0 400 800
 # ---- prime: steps on the step line, count and rate; the encoder -------------------------
 ctl load /etc/thecal/prescription.yaml > /dev/null || fail "load prescription"
 ctl refill --withdrawn "0 mL" "20 mL" || fail "refill"
+# The encoder's interrupts: the kernel's own count of the edges it delivered to thecald (the
+# line's event request is the only interrupt named thecald).
+encoder_irqs() { awk '/ thecald$/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts; }
+q0=$(encoder_irqs); p0=$(diag EncoderPulses)
 encoder_start
 trace_on $STEP $EN
 s0=$(diag StepsIssued)
@@ -271,11 +275,17 @@ note "step rate $rate steps/s (programmed 72 mL/h = 80 steps/s)"
 check "step rate within 3 % of the programmed 80 steps/s" awk -v r="$rate" 'BEGIN { exit !(r > 77.6 && r < 82.4) }'
 # The loop reads the encoder's events each cycle: wait until it has read the last pulse's
 # (a stalled vCPU can leave it hundreds of ms behind), then compare.
+# Every edge the kernel delivered must be counted.  The kernel may merge two of the shell's
+# pulses into one interrupt when the guest's vCPUs stall (a pulse every 100 ms; seen on a
+# host at load 7: 44 driven, 43 delivered and counted), so the shell's count is a note and a
+# sanity bound, not the reference.
 enc=$(cat /tmp/enc.count)
-encoder_seen() { [ "$(diag EncoderPulses)" -ge "$1" ]; }
-wait_for 10 encoder_seen "$enc"; seen=$(diag EncoderPulses)
-note "encoder pulses driven $enc, counted by thecald $seen"
-check "every encoder pulse counted (edge events)" [ "$seen" = "$enc" ]
+q1=$(encoder_irqs)
+encoder_seen() { [ $(($(diag EncoderPulses) - p0)) -ge "$1" ]; }
+wait_for 10 encoder_seen $((q1 - q0)); seen=$(($(diag EncoderPulses) - p0))
+note "encoder pulses driven $enc, delivered by the kernel $((q1 - q0)) (interrupts), counted by thecald $seen"
+check "every encoder edge the kernel delivered is counted (thecald $seen, kernel $((q1 - q0)), shell $enc)" \
+  [ "$seen" = $((q1 - q0)) -a $((q1 - q0)) -le "$enc" -a $((2 * (q1 - q0))) -ge "$enc" -a "$enc" -ge 20 ]
 
 # ---- occlusion while stepping: stop within 2 loop cycles, high alarm, the high pattern ---------
 encoder_start
@@ -287,20 +297,25 @@ wait_for 10 en_is 0 || fail "motor enabled while infusing"
 s0=$(diag StepsIssued)
 wait_for 20 sh -c "[ \$(thecalctl --address $BUS diagnostics | awk '\$1 == \"StepsIssued:\" { print \$2 }') -gt $s0 ]" ||
   fail "the clinician bolus steps the motor"
-trace_on $STEP $EN $HB $BUZ $FAULT
+trace_on $STEP $EN $HB $BUZ $FAULT $OCC
 mark OCCLUSION
 pull $OCC up
 wait_for 30 sh -c "[ \$(grep -c 'gpio_value: $(g $BUZ) set 1\$' $BI/trace) -ge 21 ]" || fail "the high pattern repeats twice within 30 s"
 trace_off
 encoder_stop
-cycles=$(awk -v en="gpio_value: $(g $EN) set 1" -v hb="gpio_value: $(g $HB) " '
+# Cycles from the first read that saw the occlusion to the write that disabled the motor (the
+# shell's pull itself can come late after its marker on a busy guest: counted apart).
+set -- $(awk -v en="gpio_value: $(g $EN) set 1" -v hb="gpio_value: $(g $HB) " -v oc="gpio_value: $(g $OCC) get 1" '
   /tracing_mark_write: OCCLUSION/ { m = 1; next }
-  m && index($0, hb) { c++ }
-  m && index($0, en) { print c + 0; exit }' /tmp/trace.txt)
+  m && !seen && index($0, oc) { seen = 1; next }
+  m && index($0, hb) { if (seen) c++; else b++ }
+  m && index($0, en) { print (seen ? c + 0 : "never"), b + 0; exit }' /tmp/trace.txt)
+cycles=$1
 late_steps=$(awk -v en="gpio_value: $(g $EN) set 1" -v st="gpio_value: $(g $STEP) set 1" '
   index($0, en) { d = 1 } d && index($0, st) { c++ } END { print c + 0 }' /tmp/trace.txt)
-note "occlusion: enable driven inactive after ${cycles:-never} heartbeat cycle(s); steps after it: $late_steps"
-check "occlusion stops the motor within 2 loop cycles (S4)" [ "${cycles:-9}" -le 2 ]
+note "occlusion: seen by thecald ${2:-?} cycle(s) after the shell's marker; enable driven inactive ${cycles:-never} heartbeat write(s) after the read that saw it; steps after it: $late_steps"
+check "occlusion stops the motor within 2 loop cycles of the read that saw it (S4): ${cycles:-never} cycle(s) after it" \
+  [ "$(echo "${cycles:-9}" | tr -c '0-9\n' 9)" -le 1 ]
 check "no step pulse after the motor is disabled" [ "$late_steps" = 0 ]
 has_alarm occlusion high && [ "$(state)" = stopped ] && ok "alarm occlusion (high), state stopped" || fail "alarm occlusion (high), state stopped: $(ctl alarms; state)"
 check_cadence "high (occlusion)" 6000 150 0 250 500 1000 1250 2000 2250 2500 3000 3250
