@@ -158,9 +158,9 @@ note "THECAL_WHO values: $who"
 check "a programming act by alice is recorded with her uid ($(id -u alice))" \
   sh -c "echo '$who' | grep -q 'uid=$(id -u alice)\"'"
 
-# ---- 9. backend gpiod on gpio-sim lines (when the rig's gpio-sim.ko is on the payload) ----
+# ---- 9. backend gpiod on gpio-sim lines (the rig's gpio-sim.ko, always on the payload) ----
 # The hardened unit as user thecal on a GPIO chip: the udev rule, DeviceAllow, the lines, and
-# the enable line after systemctl stop.
+# the enable line after systemctl stop.  No module on the payload is a failure, not a skip.
 if [ -f "$P/gpio-sim.ko" ]; then
   insmod "$P/configfs.ko" 2>/dev/null; insmod "$P/gpio-sim.ko" || fail "insmod gpio-sim.ko"
   mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
@@ -190,7 +190,7 @@ if [ -f "$P/gpio-sim.ko" ]; then
   check "the gpiod daemon logged 'motor disabled' on stop" \
     sh -c "journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=$inv | grep -q 'motor disabled'"
 else
-  note "no gpio-sim.ko on the payload (run tests/system/gpio-sim-rig.sh once to build it): backend gpiod not checked"
+  fail "no gpio-sim.ko on the payload (systemd-guest.sh gets it from gpio-sim-rig.sh --cache-only): backend gpiod not checked"
 fi
 
 finish

@@ -11,8 +11,9 @@
 #
 # Needs root (apt-get, debootstrap) and, on the first run, access to Debian's repositories
 # (the guest itself has no network).  Cached between runs:
-#   - the RT kernel, shared with the gpio-sim rig: $THECAL_RIG_CACHE (default
-#     $XDG_CACHE_HOME/thecal-rig, or /var/cache/thecal-rig), keyed by the kernel's ABI/version;
+#   - the RT kernel and gpio-sim.ko, from the gpio-sim rig's cache step (gpio-sim-rig.sh
+#     --cache-only: $THECAL_RIG_CACHE, default $XDG_CACHE_HOME/thecal-rig or
+#     /var/cache/thecal-rig, keyed by the kernel's ABI/version; built there if missing);
 #   - the guest's root image: $THECAL_GUEST_CACHE (default $XDG_CACHE_HOME/thecal-guest, or
 #     /var/cache/thecal-guest), keyed by the package list (base + the .deb's Depends) and the
 #     image recipe below.  The cached image is booted with snapshot=on: never modified.
@@ -40,9 +41,8 @@ cache_dir() {  # cache_dir ENVVAR NAME
   elif [ -n "${XDG_CACHE_HOME:-}" ]; then echo "$XDG_CACHE_HOME/$2"
   else echo "/var/cache/$2"; fi
 }
-RIG_CACHE=$(cache_dir THECAL_RIG_CACHE thecal-rig)
 GCACHE=$(cache_dir THECAL_GUEST_CACHE thecal-guest)
-mkdir -p "$RIG_CACHE" "$GCACHE"
+mkdir -p "$GCACHE"
 T0=$(date +%s)
 log() { echo "systemd-guest [$(( $(date +%s) - T0 ))s] $*"; }
 
@@ -77,23 +77,17 @@ fi
 DEPENDS=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed -e 's/|.*//' -e 's/(.*)//' -e 's/[[:space:]]//g' | grep . | sort -u | paste -sd, -)
 log "$(basename "$DEB"): Depends names $DEPENDS"
 
-# ---- 3. the RT kernel (the gpio-sim rig's cache) ------------------------------------------
-resolve_kernel() {
-  K=$(apt-cache depends linux-image-rt-amd64 2>/dev/null | awk '/Depends: linux-image-/{sub("linux-image-","",$2); print $2; exit}')
-  [ -n "$K" ] && V=$(apt-cache show "linux-image-$K-unsigned" 2>/dev/null | awk '/^Version:/{print $2; exit}')
-  [ -n "${K:-}" ] && [ -n "${V:-}" ]
-}
-resolve_kernel || { apt_update; resolve_kernel; } || { echo "systemd-guest: cannot resolve linux-image-rt-amd64" >&2; exit 1; }
-KC=$RIG_CACHE/$K-$V
+# ---- 3. the RT kernel and gpio-sim.ko: the gpio-sim rig's own cache step -------------------
+# gpio-sim-rig.sh --cache-only downloads the kernel and builds gpio-sim.ko if the cache lacks
+# them (first run on a clean machine) and names the cache directory.  The guest needs both:
+# without the module it could not check backend gpiod, and a missing module is a failure.
+kc=$("$HERE/gpio-sim-rig.sh" --cache-only) || { echo "systemd-guest: the kernel and gpio-sim.ko cache step failed" >&2; exit 1; }
+read -r K V KC <<<"$kc"
 KT=$KC/kernel
-if [ ! -f "$KT/boot/vmlinuz-$K" ]; then
-  log "downloading linux-image-$K-unsigned=$V"
-  mkdir -p "$KC/dl"
-  (cd "$KC/dl" && { apt-get download -q "linux-image-$K-unsigned=$V" >/dev/null 2>&1 ||
-    { apt_update; apt-get download -q "linux-image-$K-unsigned=$V" >/dev/null; }; })
-  rm -rf "$KC/kernel.tmp" && dpkg -x "$KC"/dl/linux-image-"$K"-unsigned_*.deb "$KC/kernel.tmp" && mv "$KC/kernel.tmp" "$KT"
-fi
-log "kernel $K version $V"
+for f in "$KT/boot/vmlinuz-$K" "$KC/mod/gpio-sim.ko" "$KT/lib/modules/$K/kernel/fs/configfs/configfs.ko"; do
+  [ -f "$f" ] || { echo "systemd-guest: $f missing after the cache step" >&2; exit 1; }
+done
+log "kernel $K version $V, gpio-sim.ko from $KC/mod"
 
 # ---- 4. the boot initramfs: virtio disk + ext4 are modules in Debian's kernel ------------
 INITRD=$GCACHE/initrd-$K-$V.cpio.gz
@@ -175,13 +169,9 @@ mkdir -p "$P"
 cp "$DEB" "$P/"
 cp "$HERE/systemd-guest-checks.sh" "$P/checks.sh"
 cp "$SRC/examples/prescription-continuous.yaml" "$SRC/examples/prescription-flex.yaml" "$P/"
-# gpio-sim.ko as the gpio-sim rig builds it (same cache, same kernel): backend gpiod is then
-# checked on simulated lines too.
-if [ -f "$KC/mod/gpio-sim.ko" ]; then
-  cp "$KC/mod/gpio-sim.ko" "$KT/lib/modules/$K/kernel/fs/configfs/configfs.ko" "$HERE/rig-thecald.yaml" "$P/"
-else
-  log "no $KC/mod/gpio-sim.ko (built by gpio-sim-rig.sh): the guest checks backend sim only"
-fi
+# gpio-sim.ko as the gpio-sim rig builds it (same cache step, same kernel): backend gpiod is
+# checked on simulated lines too (the guest fails if the module is not on the payload).
+cp "$KC/mod/gpio-sim.ko" "$KT/lib/modules/$K/kernel/fs/configfs/configfs.ko" "$HERE/rig-thecald.yaml" "$P/"
 mke2fs -q -t ext4 -L payload -d "$P" "$W/payload.img" 64M
 
 # ---- 7. boot and collect -----------------------------------------------------------------
