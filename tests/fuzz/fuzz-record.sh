@@ -30,6 +30,9 @@ for f in "$src"/examples/*.yaml "$src"/config/drugs.yaml "$src"/tests/fuzz/seeds
   [ -f "$f" ] && cp "$f" "$corpus/seed-$(basename "$f")"
 done
 stamp=$(date -u +%Y-%m-%dT%H:%MZ)
+# The commit the target was built from (taken now: the tree may move on during a long run).
+commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$src" diff --quiet HEAD -- config io control tests/fuzz 2>/dev/null || commit="$commit+changes"
 log="$build/$target-$(date -u +%Y%m%dT%H%M).log"
 artifacts="$build/artifacts-$target-$(date -u +%Y%m%dT%H%M%S)"
 mkdir -p "$artifacts"
@@ -43,8 +46,6 @@ cov=$(echo "$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
 ft=$(echo "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
 corp=$(echo "$last" | sed -n 's/.* corp: \([0-9]*\).*/\1/p')
 found=$(find "$artifacts" -type f | wc -l)
-commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$src" diff --quiet HEAD -- config io control tests/fuzz 2>/dev/null || commit="$commit+changes"
 records="$src/tests/fuzz/records.md"
 if [ ! -f "$records" ]; then
   cat > "$records" <<'EOF'
