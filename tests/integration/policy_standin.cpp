@@ -26,7 +26,7 @@ int answer_everything(sd_bus_message* m, void* /*userdata*/, sd_bus_error* /*err
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s ADDRESS\n", argv[0]);
+    (void)std::fprintf(stderr, "usage: %s ADDRESS\n", argv[0]);
     return 2;
   }
   sd_bus* bus = nullptr;
@@ -35,17 +35,17 @@ int main(int argc, char** argv) {
   if (r >= 0) r = sd_bus_set_bus_client(bus, 1);
   if (r >= 0) r = sd_bus_start(bus);
   if (r < 0) {
-    std::fprintf(stderr, "cannot connect to %s: %s\n", argv[1], std::strerror(-r));
+    (void)std::fprintf(stderr, "cannot connect to %s: %s\n", argv[1], strerrordesc_np(-r));
     return 1;
   }
   r = sd_bus_add_filter(bus, nullptr, answer_everything, nullptr);
   if (r >= 0) r = sd_bus_request_name(bus, "org.thecal.Pump1", 0);
   if (r < 0) {
-    std::fprintf(stderr, "cannot own org.thecal.Pump1: %s\n", std::strerror(-r));
+    (void)std::fprintf(stderr, "cannot own org.thecal.Pump1: %s\n", strerrordesc_np(-r));
     return 1;
   }
-  std::printf("ready\n");
-  std::fflush(stdout);
+  (void)std::printf("ready\n");
+  (void)std::fflush(stdout);
   for (;;) {
     r = sd_bus_process(bus, nullptr);
     if (r < 0) return 1;

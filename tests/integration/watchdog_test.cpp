@@ -67,12 +67,12 @@ pid_t thread_named(pid_t pid, const std::string& name) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return -1;
   pid_t found = -1;
-  while (const dirent* e = ::readdir(d)) {
+  while (const dirent* e = ::readdir(d)) {  // NOLINT(concurrency-mt-unsafe): one reader of this DIR
     if (e->d_name[0] == '.') continue;
     std::ifstream f(dir + "/" + e->d_name + "/comm");
     std::string comm;
     std::getline(f, comm);
-    if (comm == name) found = static_cast<pid_t>(std::atoi(e->d_name));
+    if (comm == name) found = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
   }
   ::closedir(d);
   return found;
@@ -82,11 +82,12 @@ TEST(Watchdog, AHungDosingThreadStarvesTheWatchdogWhileTheMainThreadLives) {
   TempDir dir;
   PrivateBus bus(dir.path());
   NotifySocket notify(dir.path() + "/notify");
-  ::setenv("NOTIFY_SOCKET", (dir.path() + "/notify").c_str(), 1);
-  ::setenv("WATCHDOG_USEC", "400000", 1);  // fed every 200 ms while the loop advances
+  // The daemon inherits these, as from systemd; this test process has no other thread yet.
+  (void)::setenv("NOTIFY_SOCKET", (dir.path() + "/notify").c_str(), 1);  // NOLINT(concurrency-mt-unsafe)
+  (void)::setenv("WATCHDOG_USEC", "400000", 1);  // NOLINT(concurrency-mt-unsafe): fed every 200 ms
   Daemon d(dir.path(), bus.address());
-  ::unsetenv("NOTIFY_SOCKET");
-  ::unsetenv("WATCHDOG_USEC");
+  (void)::unsetenv("NOTIFY_SOCKET");  // NOLINT(concurrency-mt-unsafe)
+  (void)::unsetenv("WATCHDOG_USEC");  // NOLINT(concurrency-mt-unsafe)
   Client c(bus.address());
 
   // Fed while the loop runs.
@@ -97,7 +98,7 @@ TEST(Watchdog, AHungDosingThreadStarvesTheWatchdogWhileTheMainThreadLives) {
   const pid_t tid = thread_named(d.pid(), "thecal-dosing");
   ASSERT_GT(tid, 0) << "no thread named thecal-dosing in " << d.pid();
   ASSERT_NE(tid, d.pid()) << "the dosing loop runs in its own thread";
-  ASSERT_EQ(::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr), 0) << strerrordesc_np(errno);
   // Whatever happens below, the thread is let go before the daemon is stopped (a traced
   // thread of a killed process stays a zombie until its tracer lets it go).
   struct Detach {
@@ -109,7 +110,7 @@ TEST(Watchdog, AHungDosingThreadStarvesTheWatchdogWhileTheMainThreadLives) {
     }
     ~Detach() { (*this)(); }
   } detach{tid};
-  ASSERT_EQ(::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr), 0) << strerrordesc_np(errno);
   int st = 0;
   ASSERT_EQ(::waitpid(tid, &st, __WALL), tid);
   ASSERT_TRUE(WIFSTOPPED(st));
