@@ -182,6 +182,19 @@ Recovery interpret(const std::optional<io::JournalScan>& scan, bool marker) {
   }
   rec.records = used;
   if (!bad.empty() && rec.problem == io::JournalProblem::none) rec.problem = io::JournalProblem::bad_record;
+  // S7 past damage in the middle of the file: intact records after it are not trusted as
+  // state, but the pump may have stepped up to the highest reservation (or state) among
+  // them, so that much counts as delivered.
+  std::uint64_t beyond = 0;
+  for (const auto& r : sc.salvaged) {
+    if (r.type == io::RecordType::reserve) {
+      if (const auto rr = decode_reserve_payload(r.payload)) beyond = std::max(beyond, rr->reserved);
+    } else if (r.type == io::RecordType::state) {
+      if (const auto st = decode_state_payload(r.payload, nullptr)) beyond = std::max(beyond, st->second.steps_issued);
+    }
+  }
+  const bool salvaged_more = beyond > rec.reserved;
+  rec.reserved = std::max(rec.reserved, beyond);
   if (rec.state) {
     const auto issued = rec.state->steps_issued;
     rec.unconfirmed = rec.reserved > issued ? static_cast<std::int64_t>(rec.reserved - issued) : 0;
@@ -197,6 +210,10 @@ Recovery interpret(const std::optional<io::JournalScan>& scan, bool marker) {
   if (rec.state) {
     rec.explanation += "; restored the last intact state (" + std::to_string(used) +
                        " records), its whole reservation counted as delivered; later records discarded";
+    if (salvaged_more) {
+      rec.explanation += " (their highest reservation, " + std::to_string(rec.reserved) +
+                         " steps, found intact past the damage, counted as delivered too)";
+    }
   } else {
     rec.explanation += "; no intact state record: the delivery history, lockout and reservoir are unknown";
   }

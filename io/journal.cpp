@@ -133,9 +133,11 @@ std::string frame_record(RecordType type, std::uint64_t seq, std::string_view pa
   return out;
 }
 
-JournalScan scan_journal(std::string_view bytes) {
+namespace {
+
+JournalScan scan_prefix(std::string_view bytes) {
   JournalScan s;
-  auto problem = [&](JournalProblem p, std::uint64_t at, std::string msg) {
+  auto problem = [&](JournalProblem p, std::uint64_t at, const std::string& msg) {
     s.problem = p;
     s.problem_offset = at;
     s.message = std::string(to_string(p)) + " at byte " + std::to_string(at) + ": " + msg;
@@ -193,6 +195,41 @@ JournalScan scan_journal(std::string_view bytes) {
     pos += kRecordHeaderSize + len;
     s.valid_bytes = pos;
   }
+  return s;
+}
+
+/// Intact records after `from` (see JournalScan::salvaged), found by trying every offset.
+std::vector<Record> salvage(std::string_view bytes, std::size_t from, std::uint64_t after_seq) {
+  std::vector<Record> found;
+  std::uint64_t last = after_seq;
+  std::size_t pos = from;
+  while (pos + kRecordHeaderSize <= bytes.size()) {
+    const std::string_view rest = bytes.substr(pos);
+    const std::uint32_t len = get_u32(rest, 0);
+    const auto type = static_cast<std::uint8_t>(rest[8]);
+    const std::uint64_t seq = get_u64(rest, 9);
+    const bool plausible = len >= 1 && len <= kMaxPayload && kRecordHeaderSize + len <= rest.size() && type >= 1 &&
+                           type <= 3 && seq > last && seq - last < (1ULL << 32);
+    if (plausible && crc32c(rest.substr(8, 9 + len)) == get_u32(rest, 4)) {
+      found.push_back(Record{static_cast<RecordType>(type), seq, std::string(rest.substr(kRecordHeaderSize, len))});
+      last = seq;
+      pos += kRecordHeaderSize + len;
+    } else {
+      ++pos;
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+JournalScan scan_journal(std::string_view bytes) {
+  JournalScan s = scan_prefix(bytes);
+  if (s.problem == JournalProblem::none || s.problem == JournalProblem::bad_header ||
+      s.problem == JournalProblem::newer_version) {
+    return s;
+  }
+  s.salvaged = salvage(bytes, s.problem_offset + 1, s.records.empty() ? 0 : s.records.back().seq);
   return s;
 }
 

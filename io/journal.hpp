@@ -95,6 +95,12 @@ struct JournalScan {
   JournalProblem problem = JournalProblem::none;
   std::uint64_t problem_offset = 0;
   std::string message;  // human explanation of `problem`
+  /// Past a problem inside the records (not a bad header or a newer format): the intact
+  /// records found by resynchronising on every later byte offset (length, checksum, type and
+  /// a sequence number after the prefix's all hold).  Never trusted as state: they only tell
+  /// how far the pump may have gone (the highest reservation), so that a damaged record in
+  /// the middle of the file cannot make recovery under-count (S7).
+  std::vector<Record> salvaged;
 };
 
 /// Parses a whole journal file's bytes.
