@@ -27,4 +27,28 @@ inline constexpr const char* kErrOutOfRange = "org.thecal.Pump1.Error.OutOfRange
 inline constexpr const char* kErrInvalidDocument = "org.thecal.Pump1.Error.InvalidDocument";
 inline constexpr const char* kErrAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
 
+/// The properties of org.thecal.Pump1 (SPEC section 4), named once: thecald's property
+/// table (dbus/pump_object.cpp) serves them under these names, thecalctl reads them by them.
+namespace pump_property {
+inline constexpr const char* kState = "State";
+inline constexpr const char* kPhase = "Phase";
+inline constexpr const char* kPrescriptionId = "PrescriptionId";
+inline constexpr const char* kDrug = "Drug";
+inline constexpr const char* kConcentrationMcgPerMl = "ConcentrationMcgPerMl";
+inline constexpr const char* kBasalRateMcgPerDay = "BasalRateMcgPerDay";
+inline constexpr const char* kReservoirUl = "ReservoirUl";
+inline constexpr const char* kReservoirCapacityUl = "ReservoirCapacityUl";
+inline constexpr const char* kCatheterPrimed = "CatheterPrimed";
+inline constexpr const char* kDelivered24hMcg = "Delivered24hMcg";
+inline constexpr const char* kDailyLimitMcg = "DailyLimitMcg";
+inline constexpr const char* kPatientBolusesToday = "PatientBolusesToday";
+inline constexpr const char* kNextPatientBolusUsec = "NextPatientBolusUsec";
+inline constexpr const char* kBolusActive = "BolusActive";
+inline constexpr const char* kActiveAlarms = "ActiveAlarms";
+inline constexpr const char* kBatteryPercent = "BatteryPercent";
+inline constexpr const char* kRefillDueUsec = "RefillDueUsec";
+inline constexpr const char* kTrialEndsUsec = "TrialEndsUsec";
+inline constexpr const char* kRefillAccuracyPercent = "RefillAccuracyPercent";
+}  // namespace pump_property
+
 }  // namespace thecal::dbus

@@ -382,28 +382,28 @@ std::vector<AlarmRow> active_alarms(const app::PumpService& svc) {
 using S = const app::PumpService&;
 
 const PropertyDef kPumpProperties[] = {
-    {"State", "s", false, kEmits, [](S s) -> PropertyValue { return std::string(to_string(s.status().state)); }},
-    {"Phase", "s", false, kEmits, [](S s) -> PropertyValue { return phase_text(s.status()); }},
-    {"PrescriptionId", "s", false, kEmits, [](S s) -> PropertyValue { return std::string(s.status().prescription_id.view()); }},
-    {"Drug", "s", false, kEmits, [](S s) -> PropertyValue { return std::string(s.status().drug.view()); }},
-    {"ConcentrationMcgPerMl", "d", false, kEmits, [](S s) -> PropertyValue { return to_mcg_per_mL(s.status().concentration); }},
-    {"BasalRateMcgPerDay", "d", false, kEmits, [](S s) -> PropertyValue { return to_mcg_per_day(s.status().basal_rate); }},
-    {"ReservoirUl", "d", true, kEmits, [](S s) -> PropertyValue { return to_uL(s.status().reservoir); }},
-    {"ReservoirCapacityUl", "d", false, kEmits, [](S s) -> PropertyValue { return to_uL(s.status().reservoir_capacity); }},
-    {"CatheterPrimed", "b", false, kEmits, [](S s) -> PropertyValue { return s.status().catheter_primed; }},
-    {"Delivered24hMcg", "d", true, kEmits, [](S s) -> PropertyValue { return to_mcg(s.status().delivered_24h); }},
-    {"DailyLimitMcg", "d", false, kEmits, [](S s) -> PropertyValue { return to_mcg(s.status().daily_limit); }},
-    {"PatientBolusesToday", "u", false, kEmits, [](S s) -> PropertyValue { return s.status().patient_boluses_24h; }},
-    {"NextPatientBolusUsec", "t", true, kEmits, [](S s) -> PropertyValue { return wall_or_zero(s.status().next_patient_bolus); }},
-    {"BolusActive", "b", false, kEmits, [](S s) -> PropertyValue { return s.status().bolus_active; }},
-    {"ActiveAlarms", "a(ssst)", false, kEmits, [](S s) -> PropertyValue { return active_alarms(s); }},
-    {"BatteryPercent", "d", true, kEmits, [](S s) -> PropertyValue { return s.status().battery_percent; }},
-    {"RefillDueUsec", "t", true, kEmits, [](S s) -> PropertyValue { return wall_or_zero(s.status().refill_due); }},
-    {"TrialEndsUsec", "t", false, kEmits, [](S s) -> PropertyValue {
+    {pump_property::kState, "s", false, kEmits, [](S s) -> PropertyValue { return std::string(to_string(s.status().state)); }},
+    {pump_property::kPhase, "s", false, kEmits, [](S s) -> PropertyValue { return phase_text(s.status()); }},
+    {pump_property::kPrescriptionId, "s", false, kEmits, [](S s) -> PropertyValue { return std::string(s.status().prescription_id.view()); }},
+    {pump_property::kDrug, "s", false, kEmits, [](S s) -> PropertyValue { return std::string(s.status().drug.view()); }},
+    {pump_property::kConcentrationMcgPerMl, "d", false, kEmits, [](S s) -> PropertyValue { return to_mcg_per_mL(s.status().concentration); }},
+    {pump_property::kBasalRateMcgPerDay, "d", false, kEmits, [](S s) -> PropertyValue { return to_mcg_per_day(s.status().basal_rate); }},
+    {pump_property::kReservoirUl, "d", true, kEmits, [](S s) -> PropertyValue { return to_uL(s.status().reservoir); }},
+    {pump_property::kReservoirCapacityUl, "d", false, kEmits, [](S s) -> PropertyValue { return to_uL(s.status().reservoir_capacity); }},
+    {pump_property::kCatheterPrimed, "b", false, kEmits, [](S s) -> PropertyValue { return s.status().catheter_primed; }},
+    {pump_property::kDelivered24hMcg, "d", true, kEmits, [](S s) -> PropertyValue { return to_mcg(s.status().delivered_24h); }},
+    {pump_property::kDailyLimitMcg, "d", false, kEmits, [](S s) -> PropertyValue { return to_mcg(s.status().daily_limit); }},
+    {pump_property::kPatientBolusesToday, "u", false, kEmits, [](S s) -> PropertyValue { return s.status().patient_boluses_24h; }},
+    {pump_property::kNextPatientBolusUsec, "t", true, kEmits, [](S s) -> PropertyValue { return wall_or_zero(s.status().next_patient_bolus); }},
+    {pump_property::kBolusActive, "b", false, kEmits, [](S s) -> PropertyValue { return s.status().bolus_active; }},
+    {pump_property::kActiveAlarms, "a(ssst)", false, kEmits, [](S s) -> PropertyValue { return active_alarms(s); }},
+    {pump_property::kBatteryPercent, "d", true, kEmits, [](S s) -> PropertyValue { return s.status().battery_percent; }},
+    {pump_property::kRefillDueUsec, "t", true, kEmits, [](S s) -> PropertyValue { return wall_or_zero(s.status().refill_due); }},
+    {pump_property::kTrialEndsUsec, "t", false, kEmits, [](S s) -> PropertyValue {
        const Status& st = s.status();
        return st.has_prescription && st.phase == Phase::trial ? wall_or_zero(st.trial_ends) : std::uint64_t{0};
      }},
-    {"RefillAccuracyPercent", "d", false, kEmits, [](S s) -> PropertyValue { return s.status().refill_accuracy_percent; }},
+    {pump_property::kRefillAccuracyPercent, "d", false, kEmits, [](S s) -> PropertyValue { return s.status().refill_accuracy_percent; }},
 };
 
 Histogram histogram_bins(const loop::LatencyHistogram& h) {

@@ -42,6 +42,7 @@ constexpr int kExitRefused = 5;       // the pump refused: state, lockout, limit
 constexpr int kExitInvalid = 6;       // InvalidPrescription
 
 constexpr const char* kService = thecal::dbus::kBusName;
+namespace prop = thecal::dbus::pump_property;
 constexpr const char* kPath = thecal::dbus::kObjectPath;
 constexpr const char* kIface = thecal::dbus::kPumpInterface;
 constexpr const char* kSimIface = thecal::dbus::kSimulatorInterface;
@@ -252,34 +253,34 @@ int get_status(sd_bus* bus, PumpStatus& s) {
     if (sig == "s") {
       const char* v = nullptr;
       r = sd_bus_message_read(reply, "s", &v);
-      if (n == "State") s.state = v;
-      else if (n == "Phase") s.phase = v;
-      else if (n == "PrescriptionId") s.id = v;
-      else if (n == "Drug") s.drug = v;
+      if (n == prop::kState) s.state = v;
+      else if (n == prop::kPhase) s.phase = v;
+      else if (n == prop::kPrescriptionId) s.id = v;
+      else if (n == prop::kDrug) s.drug = v;
     } else if (sig == "d") {
       double v = 0;
       r = sd_bus_message_read(reply, "d", &v);
-      if (n == "ConcentrationMcgPerMl") s.conc = v;
-      else if (n == "BasalRateMcgPerDay") s.basal = v;
-      else if (n == "ReservoirUl") s.reservoir = v;
-      else if (n == "ReservoirCapacityUl") s.capacity = v;
-      else if (n == "Delivered24hMcg") s.delivered = v;
-      else if (n == "DailyLimitMcg") s.limit = v;
-      else if (n == "BatteryPercent") s.battery = v;
-      else if (n == "RefillAccuracyPercent") s.accuracy = v;
+      if (n == prop::kConcentrationMcgPerMl) s.conc = v;
+      else if (n == prop::kBasalRateMcgPerDay) s.basal = v;
+      else if (n == prop::kReservoirUl) s.reservoir = v;
+      else if (n == prop::kReservoirCapacityUl) s.capacity = v;
+      else if (n == prop::kDelivered24hMcg) s.delivered = v;
+      else if (n == prop::kDailyLimitMcg) s.limit = v;
+      else if (n == prop::kBatteryPercent) s.battery = v;
+      else if (n == prop::kRefillAccuracyPercent) s.accuracy = v;
     } else if (sig == "b") {
       int v = 0;
       r = sd_bus_message_read(reply, "b", &v);
-      if (n == "CatheterPrimed") s.primed = v != 0;
-      else if (n == "BolusActive") s.bolus = v != 0;
+      if (n == prop::kCatheterPrimed) s.primed = v != 0;
+      else if (n == prop::kBolusActive) s.bolus = v != 0;
     } else if (sig == "u") {
       r = sd_bus_message_read(reply, "u", &s.boluses);
     } else if (sig == "t") {
       std::uint64_t v = 0;
       r = sd_bus_message_read(reply, "t", &v);
-      if (n == "NextPatientBolusUsec") s.next_bolus = v;
-      else if (n == "RefillDueUsec") s.refill_due = v;
-      else if (n == "TrialEndsUsec") s.trial_ends = v;
+      if (n == prop::kNextPatientBolusUsec) s.next_bolus = v;
+      else if (n == prop::kRefillDueUsec) s.refill_due = v;
+      else if (n == prop::kTrialEndsUsec) s.trial_ends = v;
     } else if (sig == "a(ssst)") {
       r = read_alarms(reply, s.alarms);
     } else {
