@@ -30,6 +30,21 @@ class StepAccumulator {
     return static_cast<std::int64_t>(whole);
   }
 
+  /// Closed form over a stretch of constant rate (shared by tick() and the fast-forward):
+  /// the remainder becomes `base + v / step` less the whole steps in it, which are returned
+  /// (all of them since the stretch began: the caller subtracts those it already took).
+  /// The result depends on `base` and `v` only, not on how the stretch was cut into cycles.
+  std::int64_t set_from(double base, Volume v) {
+    remainder_ = base + v / per_step_;
+    const double whole = std::floor(remainder_ + kSnap);
+    remainder_ -= whole;
+    return static_cast<std::int64_t>(whole);
+  }
+  /// The whole steps set_from(base, v) would return, without changing anything.
+  [[nodiscard]] std::int64_t whole_in(double base, Volume v) const {
+    return static_cast<std::int64_t>(std::floor(base + v / per_step_ + kSnap));
+  }
+
   /// Gives back steps that were due but not issued (held back by a limit or a budget):
   /// they stay owed only if the caller says so, otherwise they are dropped.
   void carry(std::int64_t steps) { remainder_ += static_cast<double>(steps); }
