@@ -19,7 +19,10 @@
 // Cycle length.  tick() integrates the therapy piecewise between "boundaries" (flex step
 // changes, local midnight, UTC offset changes, periodic doses, bolus ends, the end of a
 // timed suspend, the trial end), so a 1 ms cycle and a 20 s cycle program the same volume
-// (within a step) as long as max_steps_per_second allows it.  Commands take effect at the
+// (within a step) as long as max_steps_per_second allows it.  Between boundaries each
+// stretch of constant rate is integrated in closed form from its start (Stretch), and the
+// battery and the motor's token bucket are closed forms too: cutting time into more cycles
+// changes nothing, which fast_forward() uses to jump the cycles in which nothing happens.  Commands take effect at the
 // `now` they are applied with: apply() first integrates up to it with the old settings.
 #pragma once
 
@@ -185,7 +188,7 @@ class PumpCore {
     bool flow_deviating = false;
     BuzzerPattern sound = BuzzerPattern::off;
     bool budget_logged = false;
-    std::uint64_t alarm_bits = 0;
+    std::array<std::uint8_t, kAlarmCount> alarms{};  // active, acknowledged, cause bits
     std::uint32_t bolus_bits = 0;
     bool operator==(const Fingerprint&) const = default;
   };

@@ -46,8 +46,7 @@ PumpCore::Fingerprint PumpCore::fingerprint() const {
   f.budget_logged = budget_exhausted_logged_;
   for (std::size_t i = 0; i < kAlarmCount; ++i) {
     const auto& a = alarms_[i];
-    const std::uint64_t bits = (a.active ? 1U : 0U) | (a.acknowledged ? 2U : 0U) | (a.cause_present ? 4U : 0U);
-    f.alarm_bits |= bits << (3 * i);
+    f.alarms[i] = static_cast<std::uint8_t>((a.active ? 1U : 0U) | (a.acknowledged ? 2U : 0U) | (a.cause_present ? 4U : 0U));
   }
   for (std::size_t i = 0; i < boluses_.size(); ++i) {
     if (boluses_[i].active) f.bolus_bits |= 1U << i;
