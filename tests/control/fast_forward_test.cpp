@@ -8,13 +8,17 @@
 // identical.  Scenarios mix continuous and flex basal (steps changing inside the run),
 // periodic doses, patient and clinician boluses, timed suspends, a refill with a new
 // concentration (the bridge), the trial end, DST changes (Europe/Berlin), wall-clock
-// jumps, faults, tight daily limits (S1 holds), small journal budgets, a motor rate limit
-// and a battery that reaches ERI and EOS.
+// jumps, faults, restarts (export and restore into a new core), tight daily limits (S1
+// holds), small journal budgets, a motor rate limit and a battery that reaches ERI and EOS.
 //
 // Seeds: the fixed list 1..THECAL_FF_RUNS (default 24).  A failure prints its seed;
 // THECAL_FF_SEED=<n> reruns that one scenario alone:
 //
 //   THECAL_FF_SEED=7 build/default/tests/control/control_unit_tests --gtest_filter='FastForward.*'
+//
+// THECAL_FF_CHUNK=<n> also compares every n cycles after the last command, to find where a
+// divergence starts (ComposesWhenCutIntoPieces does it for a few seeds in CI);
+// THECAL_FF_LONG_RUNS=<n> runs n of the 3-day scenarios at 100 ms (default 4).
 //
 // The cost test counts the fast-forward's iterations (computed cycles plus jumps): they
 // grow with the steps delivered and the boundaries crossed, not with the cycles jumped.
@@ -109,6 +113,7 @@ struct Run {
   IdealPlant plant;
   Now now;
   bool ff = false;
+  Duration period = kPeriod;
   std::uint64_t id = 0;
   std::uint64_t steps = 0;
   std::uint64_t iterations = 0;
@@ -116,7 +121,8 @@ struct Run {
   Actuation last{};
   std::vector<Event> events;
 
-  Run(const BoardParams& b, Now start, bool fast) : core(std::make_unique<PumpCore>(b, start)), now(start), ff(fast) {}
+  Run(const BoardParams& b, Now start, bool fast, Duration cycle = kPeriod)
+      : core(std::make_unique<PumpCore>(b, start)), now(start), ff(fast), period(cycle) {}
 
   void drain() {
     core->drain_events([&](const Event& e) { events.push_back(e); });
@@ -132,8 +138,8 @@ struct Run {
     cycles += n;
     if (!ff) {
       for (std::int64_t i = 0; i < n; ++i) {
-        now.mono += kPeriod;
-        now.wall += kPeriod;
+        now.mono += period;
+        now.wall += period;
         core->tick(now, plant.in, last);
         plant.execute(last.steps, core->board().steps_per_encoder_pulse);
         steps += last.steps;
@@ -142,7 +148,7 @@ struct Run {
       return;
     }
     while (n > 0) {
-      const FastForward r = core->fast_forward(now, kPeriod, n, plant);
+      const FastForward r = core->fast_forward(now, period, n, plant);
       ASSERT_GT(r.cycles, 0);
       n -= r.cycles;
       now = r.now;
@@ -209,6 +215,7 @@ struct Scenario {
   TherapyPlan plan2;  // the refill's (another concentration: the bridge)
   Now start{};
   Duration horizon{0};
+  Duration period = kPeriod;
   struct Act {
     std::int64_t cycle = 0;
     int kind = 0;
@@ -218,9 +225,12 @@ struct Scenario {
   std::vector<Act> acts;
 };
 
-Scenario make_scenario(std::uint64_t seed) {
+/// A scenario of `seed`; `long_run`: the same kinds of event over 3 days at 100 ms cycles
+/// (the rolling 24 h's expiry, several local midnights and periodic days).
+Scenario make_scenario(std::uint64_t seed, bool long_run = false) {
   Rng r(seed);
   Scenario s;
+  if (long_run) s.period = msec(100);
   s.board.prime_rate = mL_per_h(20);
   if (r.chance(0.25)) s.board.max_steps_per_second = 3;  // a bolus meets the motor's limit
   if (r.chance(0.3)) s.board.battery.capacity_mAs = 3600.0 * r.uni(0.6, 1.6);  // ERI, EOS within the run
@@ -275,9 +285,10 @@ Scenario make_scenario(std::uint64_t seed) {
   s.plan2 = p;
   s.plan2.concentration = p.concentration * (r.chance(0.5) ? 2.0 : 0.5);
 
-  const std::int64_t total = s.horizon / kPeriod;
+  if (long_run) s.horizon = days(3);
+  const std::int64_t total = s.horizon / s.period;
   for (auto i = r.irange(3, 14); i > 0; --i) {
-    s.acts.push_back({r.irange(1, total - 1), static_cast<int>(r.irange(0, 9)), r.uni(0, 1), r.irange(0, 1'000'000)});
+    s.acts.push_back({r.irange(1, total - 1), static_cast<int>(r.irange(0, 10)), r.uni(0, 1), r.irange(0, 1'000'000)});
   }
   std::sort(s.acts.begin(), s.acts.end(), [](const auto& a, const auto& b) { return a.cycle < b.cycle; });
   return s;
@@ -323,16 +334,29 @@ void act(Run& run, const Scenario& s, const Scenario::Act& a) {
       if (a.x < 0.5) (void)run.send({.kind = CommandKind::cancel_bolus});
       else (void)run.send({.kind = CommandKind::grant_budget, .steps = Steps{1 + a.n % 40}});
       break;
+    case 9: {
+      // A restart: the state exported and restored into a new core, as thecald does
+      // through its journal (no time lost), then a fresh budget.
+      CoreState saved;
+      run.core->export_state(saved, run.now);
+      run.core = std::make_unique<PumpCore>(s.board, run.now);
+      (void)run.core->restore_state(saved, RestoreClock{run.now, Duration{0}}, 0);
+      (void)run.send({.kind = CommandKind::grant_budget, .steps = Steps{1'000'000}});
+      break;
+    }
     default: (void)run.send({.kind = CommandKind::resume}); break;
   }
 }
 
-void run_seed(std::uint64_t seed, std::uint64_t& cycles_total, std::uint64_t& iterations_total) {
+/// Runs one scenario; with `chunk` > 0 it also compares every `chunk` cycles after the
+/// last command (fast-forwards cut into pieces must compose).
+void run_seed(std::uint64_t seed, std::int64_t chunk, std::uint64_t& cycles_total, std::uint64_t& iterations_total,
+              bool long_run = false) {
   SCOPED_TRACE(::testing::Message() << "fast-forward scenario seed " << seed << " (rerun alone: THECAL_FF_SEED=" << seed
                                     << ")");
-  const Scenario s = make_scenario(seed);
-  Run tick(s.board, s.start, false);
-  Run fast(s.board, s.start, true);
+  const Scenario s = make_scenario(seed, long_run);
+  Run tick(s.board, s.start, false, s.period);
+  Run fast(s.board, s.start, true, s.period);
   // Set-up: load, fill, a budget (sometimes small: budget_exhausted), prime, start.
   const Steps budget{s.acts.size() % 3 == 0 ? 400 : 100'000'000};
   for (Run* run : {&tick, &fast}) {
@@ -342,7 +366,7 @@ void run_seed(std::uint64_t seed, std::uint64_t& cycles_total, std::uint64_t& it
     ASSERT_TRUE(run->send({.kind = CommandKind::prime, .volume = s.plan.catheter_volume}).ok());
   }
   const std::int64_t prime_cycles =
-      static_cast<std::int64_t>((s.plan.catheter_volume / s.board.prime_rate).canonical_value()) / kPeriod.count() + 500;
+      static_cast<std::int64_t>((s.plan.catheter_volume / s.board.prime_rate).canonical_value()) / s.period.count() + 500;
   tick.advance(prime_cycles);
   fast.advance(prime_cycles);
   if (::testing::Test::HasFatalFailure()) return;
@@ -350,7 +374,7 @@ void run_seed(std::uint64_t seed, std::uint64_t& cycles_total, std::uint64_t& it
   if (::testing::Test::HasFatalFailure()) return;
   for (Run* run : {&tick, &fast}) (void)run->send({.kind = CommandKind::start});
   std::int64_t at = 0;
-  const std::int64_t total = s.horizon / kPeriod;
+  const std::int64_t total = s.horizon / s.period;
   for (const auto& a : s.acts) {
     tick.advance(a.cycle - at);
     fast.advance(a.cycle - at);
@@ -363,8 +387,6 @@ void run_seed(std::uint64_t seed, std::uint64_t& cycles_total, std::uint64_t& it
     expect_same(tick, fast, "after act " + std::to_string(a.kind) + " at cycle " + std::to_string(a.cycle));
     if (::testing::Test::HasFatalFailure()) return;
   }
-  // THECAL_FF_CHUNK=<n>: compare every n cycles too (to find where a divergence starts).
-  const auto chunk = static_cast<std::int64_t>(env_u64("THECAL_FF_CHUNK", 0));
   while (chunk > 0 && at + chunk < total) {
     tick.advance(chunk);
     fast.advance(chunk);
@@ -387,13 +409,44 @@ TEST(FastForward, EqualsTickingAt1kHzBitForBit) {
   std::uint64_t iterations = 0;
   for (std::uint64_t i = 0; i < runs; ++i) {
     const std::uint64_t seed = one != 0 ? one : i + 1;
-    run_seed(seed, cycles, iterations);
+    run_seed(seed, static_cast<std::int64_t>(env_u64("THECAL_FF_CHUNK", 0)), cycles, iterations);
     if (::testing::Test::HasFatalFailure()) {
       std::cout << "fast-forward scenario seed " << seed << " FAILED\n";
       return;
     }
   }
   std::cout << "fast-forward: " << runs << " scenarios, " << cycles << " cycles of 1 ms in " << iterations
+            << " iterations\n";
+}
+
+TEST(FastForward, ComposesWhenCutIntoPieces) {
+  // The same scenarios compared every 997 cycles: a fast-forward cut anywhere (mid-stretch,
+  // mid-bolus, one cycle before a step) still equals ticking.
+  std::uint64_t cycles = 0;
+  std::uint64_t iterations = 0;
+  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    run_seed(seed, 997, cycles, iterations);
+    if (::testing::Test::HasFatalFailure()) {
+      std::cout << "fast-forward scenario seed " << seed << " (THECAL_FF_CHUNK=997) FAILED\n";
+      return;
+    }
+  }
+}
+
+TEST(FastForward, EqualsTickingOverDaysAt100ms) {
+  // The same for 3 days at 100 ms cycles: the ledger's buckets leave the window, local
+  // days turn, periodic doses come back, the flow window runs many times.
+  std::uint64_t cycles = 0;
+  std::uint64_t iterations = 0;
+  const std::uint64_t runs = env_u64("THECAL_FF_LONG_RUNS", 4);
+  for (std::uint64_t seed = 1; seed <= runs; ++seed) {
+    run_seed(seed, 0, cycles, iterations, true);
+    if (::testing::Test::HasFatalFailure()) {
+      std::cout << "fast-forward 3-day scenario seed " << seed << " FAILED\n";
+      return;
+    }
+  }
+  std::cout << "fast-forward: " << runs << " scenarios of 3 days, " << cycles << " cycles of 100 ms in " << iterations
             << " iterations\n";
 }
 
