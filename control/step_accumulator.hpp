@@ -9,6 +9,12 @@
 // A remainder within kSnap of a whole step counts as that step, so rounding cannot leave
 // the count a full step behind at an exact boundary (the remainder may then sit at
 // -kSnap: a step issued 1e-9 of a step early, never a step late).
+//
+// The core itself uses set_from(): within a stretch of constant rate it passes the volume
+// programmed since the stretch began, so each stretch rounds once, whatever the number of
+// cycles in it (a stretch holds at most a reservoir's worth of steps, ~1e5: one rounding
+// there is ~1e-11 of a step).  The cycle length then changes nothing, bit for bit, which
+// PumpCore::fast_forward relies on.
 #pragma once
 
 #include <cmath>
