@@ -7,12 +7,14 @@
 // which something may act falls in it.  Those instants are: the next boundary of any kind
 // (flex step, local midnight, UTC offset change, periodic dose, bolus end, timed suspend
 // end, trial end, jump guard end), the next whole step the closed-form stretch makes due,
+// the next whole token of the motor's rate limit while steps wait for it,
 // the end of an alarm's silence, a battery threshold, the end of the flow monitor's
 // window, and, while the daily limit holds, every minute (the rolling ledger's buckets).
 // Everything that accumulates per cycle is kept in closed form in tick() too (the stretch,
 // the battery, the motor's tokens), or is an integer sum (flow window time), so jumping n
 // quiet cycles leaves exactly the state n ticks would.
 #include <algorithm>
+#include <cmath>
 
 #include "control/pump_core.hpp"
 
@@ -64,7 +66,16 @@ std::int64_t PumpCore::next_active_cycle(Now now, Duration period, std::int64_t 
     n = std::min(n, c);
   };
   consider(next_boundary(last_, offset_of(now), true));
-  if (due_steps_ > 0) return 1;
+  if (due_steps_ > 0) {
+    // Steps due and the last cycle issued none: they wait for the motor's rate limit alone
+    // (tick() checks the tokens before any other limit), so the next cycle that may act is
+    // the first with a whole token (a closed form of time, monotone).
+    if (!motor_may_step(state_) || !plan_) return 1;
+    n = std::min(n, first_true(1, n, [&](std::int64_t c) {
+                   return std::floor(tokens_at(now.mono + period * c, period)) >= 1.0;
+                 }));
+    if (n <= 1) return 1;
+  }
   for (const auto& a : alarms_) {
     if (a.active && a.acknowledged && a.silenced_until > now.mono) consider(a.silenced_until);
   }

@@ -44,6 +44,9 @@ namespace {
 using namespace thecal::test;  // NOLINT(google-build-using-namespace)
 
 constexpr Duration kPeriod = msec(1);
+/// Cost bound: fast-forward iterations allowed per simulated day beyond those per step
+/// (local midnight, flex steps, the flow window every 15 min, minutes of an S1 hold).
+constexpr std::uint64_t kPerDay = 500;
 constexpr std::int64_t kSpringForward = 1774746000LL * 1'000'000;  // 2026-03-29 01:00 UTC
 constexpr std::int64_t kFallBack = 1792890000LL * 1'000'000;       // 2026-10-25 01:00 UTC
 
@@ -108,7 +111,7 @@ std::string first_difference(const CoreState& a, const CoreState& b) {
 }
 
 /// One core, driven either cycle by cycle or by fast_forward, with an ideal plant.
-struct Run {
+struct CoreRun {
   std::unique_ptr<PumpCore> core;
   IdealPlant plant;
   Now now;
@@ -121,7 +124,7 @@ struct Run {
   Actuation last{};
   std::vector<Event> events;
 
-  Run(const BoardParams& b, Now start, bool fast, Duration cycle = kPeriod)
+  CoreRun(const BoardParams& b, Now start, bool fast, Duration cycle = kPeriod)
       : core(std::make_unique<PumpCore>(b, start)), now(start), ff(fast), period(cycle) {}
 
   void drain() {
@@ -160,8 +163,23 @@ struct Run {
   }
 };
 
+/// Load, fill, grant `budget` and prime (the priming itself runs in the caller's cycles).
+void set_up(CoreRun& run, const TherapyPlan& p, Volume fill, Steps budget) {
+  ASSERT_TRUE(run.send({.kind = CommandKind::load_prescription, .plan = &p}).ok());
+  ASSERT_TRUE(run.send({.kind = CommandKind::refill, .volume = fill}).ok());
+  ASSERT_TRUE(run.send({.kind = CommandKind::grant_budget, .steps = budget}).ok());
+  ASSERT_TRUE(run.send({.kind = CommandKind::prime, .volume = p.catheter_volume}).ok());
+}
+
+/// set_up, 5 s of priming (at 20 mL/h: up to 27 uL), then Start.
+void start_infusing(CoreRun& run, const TherapyPlan& p) {
+  set_up(run, p, mL(20), Steps{100'000'000});
+  run.advance(seconds(5) / kPeriod);
+  ASSERT_TRUE(run.send({.kind = CommandKind::start}).ok());
+}
+
 /// Everything the two runs must agree on, bit for bit.
-void expect_same(Run& a, Run& b, const std::string& where) {
+void expect_same(CoreRun& a, CoreRun& b, const std::string& where) {
   SCOPED_TRACE(where);
   ASSERT_EQ(a.now.mono, b.now.mono);
   ASSERT_EQ(a.steps, b.steps) << "steps";
@@ -295,7 +313,7 @@ Scenario make_scenario(std::uint64_t seed, bool long_run = false) {
 }
 
 /// Applies one act to a run (the same to both).
-void act(Run& run, const Scenario& s, const Scenario::Act& a) {
+void act(CoreRun& run, const Scenario& s, const Scenario::Act& a) {
   switch (a.kind) {
     case 0:
     case 1: (void)run.send({.kind = CommandKind::patient_bolus}); break;
@@ -355,16 +373,13 @@ void run_seed(std::uint64_t seed, std::int64_t chunk, std::uint64_t& cycles_tota
   SCOPED_TRACE(::testing::Message() << "fast-forward scenario seed " << seed << " (rerun alone: THECAL_FF_SEED=" << seed
                                     << ")");
   const Scenario s = make_scenario(seed, long_run);
-  Run tick(s.board, s.start, false, s.period);
-  Run fast(s.board, s.start, true, s.period);
+  CoreRun tick(s.board, s.start, false, s.period);
+  CoreRun fast(s.board, s.start, true, s.period);
   // Set-up: load, fill, a budget (sometimes small: budget_exhausted), prime, start.
   const Steps budget{s.acts.size() % 3 == 0 ? 400 : 100'000'000};
-  for (Run* run : {&tick, &fast}) {
-    ASSERT_TRUE(run->send({.kind = CommandKind::load_prescription, .plan = &s.plan}).ok());
-    ASSERT_TRUE(run->send({.kind = CommandKind::refill, .volume = mL(15)}).ok());
-    ASSERT_TRUE(run->send({.kind = CommandKind::grant_budget, .steps = budget}).ok());
-    ASSERT_TRUE(run->send({.kind = CommandKind::prime, .volume = s.plan.catheter_volume}).ok());
-  }
+  set_up(tick, s.plan, mL(15), budget);
+  set_up(fast, s.plan, mL(15), budget);
+  if (::testing::Test::HasFatalFailure()) return;
   const std::int64_t prime_cycles =
       static_cast<std::int64_t>((s.plan.catheter_volume / s.board.prime_rate).canonical_value()) / s.period.count() + 500;
   tick.advance(prime_cycles);
@@ -372,7 +387,7 @@ void run_seed(std::uint64_t seed, std::int64_t chunk, std::uint64_t& cycles_tota
   if (::testing::Test::HasFatalFailure()) return;
   expect_same(tick, fast, "after priming");
   if (::testing::Test::HasFatalFailure()) return;
-  for (Run* run : {&tick, &fast}) (void)run->send({.kind = CommandKind::start});
+  for (CoreRun* run : {&tick, &fast}) (void)run->send({.kind = CommandKind::start});
   std::int64_t at = 0;
   const std::int64_t total = s.horizon / s.period;
   for (const auto& a : s.acts) {
@@ -456,17 +471,42 @@ std::pair<std::uint64_t, std::uint64_t> basal_cost(Duration d) {
   p.catheter_volume = uL(10);
   BoardParams b;
   b.prime_rate = mL_per_h(20);
-  Run run(b, {mono_us(1'000'000), wall_us(1'790'000'000'000'000)}, true);
-  EXPECT_TRUE(run.send({.kind = CommandKind::load_prescription, .plan = &p}).ok());
-  EXPECT_TRUE(run.send({.kind = CommandKind::refill, .volume = mL(20)}).ok());
-  EXPECT_TRUE(run.send({.kind = CommandKind::grant_budget, .steps = Steps{100'000'000}}).ok());
-  EXPECT_TRUE(run.send({.kind = CommandKind::prime, .volume = p.catheter_volume}).ok());
-  run.advance(seconds(5) / kPeriod);
-  EXPECT_TRUE(run.send({.kind = CommandKind::start}).ok());
+  CoreRun run(b, {mono_us(1'000'000), wall_us(1'790'000'000'000'000)}, true);
+  start_infusing(run, p);
   const std::uint64_t it0 = run.iterations;
   const std::uint64_t st0 = run.steps;
   run.advance(d / kPeriod);
   return {run.iterations - it0, run.steps - st0};
+}
+
+TEST(FastForward, NinetyDaysOfFlexWithEveryAllowedBolusCostsPerStep) {
+  // Issue 19's preview case: flex basal, a periodic dose and every patient bolus the rules
+  // allow (asked for again at each lockout's end), 90 days at 1 ms cycles.
+  TherapyPlan p = flex_plan(mg(8));
+  p.concentration = mg_per_mL(20);
+  p.catheter_volume = uL(10);
+  p.periodic.push_back({hours(8), mg(0.5), minutes(30)});
+  p.patient_bolus = PatientBolusRule{mg(0.2), minutes(10), hours(3), 6};
+  BoardParams b;
+  b.prime_rate = mL_per_h(20);
+  CoreRun run(b, {mono_us(1'000'000), wall_us(kMidnight0922 + to_usec(hours(5)))}, true);
+  start_infusing(run, p);
+  if (::testing::Test::HasFatalFailure()) return;
+  const std::uint64_t it0 = run.iterations;
+  const std::uint64_t st0 = run.steps;
+  int given = 0;
+  for (int i = 0; i < 90 * 8; ++i) {
+    given += run.send({.kind = CommandKind::patient_bolus}).ok() ? 1 : 0;
+    run.advance(hours(3) / kPeriod);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  const std::uint64_t it = run.iterations - it0;
+  const std::uint64_t steps = run.steps - st0;
+  std::cout << "fast-forward, 90 days of flex with a periodic dose and " << given << " patient boluses: " << it
+            << " iterations for " << steps << " steps (7,776,000,000 cycles)\n";
+  EXPECT_EQ(run.core->state(), PumpState::infusing);
+  EXPECT_GE(given, 90 * 6 - 1);
+  EXPECT_LE(it, 4 * steps + 90 * kPerDay);
 }
 
 TEST(FastForward, CostGrowsWithEventsNotWithTime) {
@@ -478,7 +518,6 @@ TEST(FastForward, CostGrowsWithEventsNotWithTime) {
   EXPECT_NEAR(static_cast<double>(steps30), 12'000, 2);
   // A step is due, computed, and its encoder pulse seen in the next cycle: a few
   // iterations per step, plus a few per boundary (local midnight, the flow window).
-  constexpr std::uint64_t kPerDay = 500;  // boundaries and slack per simulated day
   EXPECT_LE(it1, 4 * steps1 + kPerDay);
   EXPECT_LE(it30, 4 * steps30 + 30 * kPerDay);
   // Proportional to the events: 30 days cost about 30 times one day.
