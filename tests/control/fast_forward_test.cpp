@@ -120,6 +120,7 @@ struct CoreRun {
   std::uint64_t id = 0;
   std::uint64_t steps = 0;
   std::uint64_t iterations = 0;
+  std::uint64_t calls = 0;  // fast_forward calls (more than advances: early returns)
   std::int64_t cycles = 0;
   Actuation last{};
   std::vector<Event> events;
@@ -152,6 +153,7 @@ struct CoreRun {
     }
     while (n > 0) {
       const FastForward r = core->fast_forward(now, period, n, plant);
+      ++calls;
       ASSERT_GT(r.cycles, 0);
       n -= r.cycles;
       now = r.now;
@@ -463,6 +465,36 @@ TEST(FastForward, EqualsTickingOverDaysAt100ms) {
   }
   std::cout << "fast-forward: " << runs << " scenarios of 3 days, " << cycles << " cycles of 100 ms in " << iterations
             << " iterations\n";
+}
+
+TEST(FastForward, ReturnsEarlySoThatNoEventIsLost) {
+  // Suspended for 60 days with three periodic doses a day: 180 periodic_skipped events,
+  // more than the core's buffer holds.  One advance() asks for all of it; fast_forward
+  // returns each time half the buffer is pending, and the whole equals ticking (1 s cycles).
+  TherapyPlan p = flex_plan(mg(8));
+  p.catheter_volume = uL(10);
+  p.periodic.push_back({hours(2), mg(0.1), minutes(5)});
+  p.periodic.push_back({hours(9), mg(0.1), minutes(5)});
+  p.periodic.push_back({hours(17), mg(0.1), minutes(5)});
+  BoardParams b;
+  b.prime_rate = mL_per_h(20);
+  const Now start{mono_us(1'000'000), wall_us(kMidnight0922 + to_usec(hours(5)))};
+  CoreRun tick(b, start, false, seconds(1));
+  CoreRun fast(b, start, true, seconds(1));
+  for (CoreRun* run : {&tick, &fast}) {
+    start_infusing(*run, p);
+    if (::testing::Test::HasFatalFailure()) return;
+    ASSERT_TRUE(run->send({.kind = CommandKind::suspend}).ok());
+  }
+  const std::uint64_t calls0 = fast.calls;
+  tick.advance(days(60) / seconds(1));
+  fast.advance(days(60) / seconds(1));
+  expect_same(tick, fast, "after 60 days suspended");
+  std::size_t skipped = 0;
+  for (const auto& e : fast.events) skipped += e.type == EventType::periodic_skipped ? 1 : 0;
+  EXPECT_EQ(skipped, 180u);
+  EXPECT_GT(fast.calls - calls0, 1u);
+  EXPECT_EQ(fast.core->events_dropped(), 0u);
 }
 
 /// Continuous basal at a low rate for `d`: the fast-forward's iterations and steps.
