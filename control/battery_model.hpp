@@ -14,24 +14,48 @@ class BatteryModel {
  public:
   explicit BatteryModel(const BatteryParams& p) : p_(p) {}
 
+  // The charge used is a closed form of the integer time and steps counted since the last
+  // replacement or restore, so it does not depend on how time was cut into cycles (the
+  // fast-forward, control/pump_core_ff.cpp, relies on it).
   void drain(Duration dt, std::int64_t steps) {
-    if (dt > Duration{0}) used_mAs_ += p_.use_per_hour_mAs * (static_cast<double>(dt.count()) / 3600e6);
-    if (steps > 0) used_mAs_ += p_.use_per_step_mAs * static_cast<double>(steps);
+    if (dt > Duration{0}) us_ += dt.count();
+    if (steps > 0) steps_ += steps;
+    used_mAs_ = used_after(Duration{0});
   }
-  void replace() { used_mAs_ = 0.0; }
+  void replace() {
+    base_mAs_ = 0.0;
+    us_ = 0;
+    steps_ = 0;
+    used_mAs_ = 0.0;
+  }
+  /// The charge used after a further `dt` without a step (look-ahead, changes nothing).
+  [[nodiscard]] double used_after(Duration dt) const {
+    return base_mAs_ + p_.use_per_hour_mAs * (static_cast<double>(us_ + dt.count()) / 3600e6) +
+           p_.use_per_step_mAs * static_cast<double>(steps_);
+  }
 
-  [[nodiscard]] double percent() const {
+  [[nodiscard]] double percent_at(double used_mAs) const {
     if (!(p_.capacity_mAs > 0.0)) return 0.0;
-    return std::clamp(100.0 * (1.0 - used_mAs_ / p_.capacity_mAs), 0.0, 100.0);
+    return std::clamp(100.0 * (1.0 - used_mAs / p_.capacity_mAs), 0.0, 100.0);
   }
+  [[nodiscard]] double percent() const { return percent_at(used_mAs_); }
   [[nodiscard]] bool eri() const { return percent() <= p_.eri_percent; }
   [[nodiscard]] bool eos() const { return percent() <= p_.eos_percent; }
+  [[nodiscard]] bool eri_at(double used_mAs) const { return percent_at(used_mAs) <= p_.eri_percent; }
+  [[nodiscard]] bool eos_at(double used_mAs) const { return percent_at(used_mAs) <= p_.eos_percent; }
   [[nodiscard]] double used_mAs() const { return used_mAs_; }
-  void restore(double used_mAs) { used_mAs_ = std::max(0.0, used_mAs); }
+  void restore(double used_mAs) {
+    replace();
+    base_mAs_ = std::max(0.0, used_mAs);
+    used_mAs_ = base_mAs_;
+  }
   [[nodiscard]] const BatteryParams& params() const { return p_; }
 
  private:
   BatteryParams p_;
+  double base_mAs_ = 0.0;   // used at the last replacement or restore
+  std::int64_t us_ = 0;     // time drained since then
+  std::int64_t steps_ = 0;  // steps drained since then
   double used_mAs_ = 0.0;
 };
 

@@ -26,7 +26,8 @@ PumpCore::PumpCore(const BoardParams& board, Now now)
       battery_(board.battery),
       last_(now.mono),
       last_tick_(now.mono),
-      wall_offset_((now.wall - WallTime{}) - (now.mono - MonoTime{})) {
+      wall_offset_((now.wall - WallTime{}) - (now.mono - MonoTime{})),
+      tokens_t_(now.mono) {
   status_.refill_accuracy_percent = std::nan("");
   refill_accuracy_ = std::nan("");
   publish(now, true);
@@ -43,6 +44,7 @@ void PumpCore::emit(const Event& e) {
   }
   events_[(ev_head_ + ev_count_) % kEventCapacity] = e;
   ++ev_count_;
+  ++emitted_;
 }
 
 Event PumpCore::make_event(EventType t, MonoTime mono, WallTime wall, std::uint32_t uid) const {
@@ -65,6 +67,7 @@ bool PumpCore::transition(Trigger t, Now now, std::uint32_t uid) {
     e.old_state = state_;
     e.new_state = *to;
     state_ = *to;
+    stretch_.valid = false;
     emit(e);
   }
   return true;
@@ -189,6 +192,7 @@ void PumpCore::finish_bolus(BolusSource s, Now now, std::uint32_t uid, bool canc
   e.duration = now.mono - b.start;
   emit(e);
   b = ActiveBolus{};
+  stretch_.valid = false;
 }
 
 void PumpCore::stop_delivery(Now now, std::uint32_t uid) {
@@ -198,6 +202,7 @@ void PumpCore::stop_delivery(Now now, std::uint32_t uid) {
   steps_dropped_ += static_cast<std::uint64_t>(std::max<std::int64_t>(0, due_steps_));
   due_steps_ = 0;
   acc_.reset();
+  stretch_.valid = false;
   prime_prog_left_ = uL(0);
   prime_steps_left_ = 0;
   for (std::size_t i = 0; i < boluses_.size(); ++i) finish_bolus(static_cast<BolusSource>(i), now, uid, true);
@@ -301,6 +306,7 @@ Reply PumpCore::apply(const Command& cmd, Now now) {
   if (now.mono < last_) now.mono = last_;
   detect_wall_jump(now);
   integrate(now);  // the settings before this command hold up to `now`
+  stretch_.valid = false;  // a command may change any setting: the next stretch starts anew
   Reply r;
   switch (cmd.kind) {
     case CommandKind::load_prescription: r = do_load(cmd, now); break;

@@ -19,7 +19,10 @@
 // Cycle length.  tick() integrates the therapy piecewise between "boundaries" (flex step
 // changes, local midnight, UTC offset changes, periodic doses, bolus ends, the end of a
 // timed suspend, the trial end), so a 1 ms cycle and a 20 s cycle program the same volume
-// (within a step) as long as max_steps_per_second allows it.  Commands take effect at the
+// (within a step) as long as max_steps_per_second allows it.  Between boundaries each
+// stretch of constant rate is integrated in closed form from its start (Stretch), and the
+// battery and the motor's token bucket are closed forms too: cutting time into more cycles
+// changes nothing, which fast_forward() uses to jump the cycles in which nothing happens.  Commands take effect at the
 // `now` they are applied with: apply() first integrates up to it with the old settings.
 #pragma once
 
@@ -48,6 +51,29 @@
 
 namespace thecal {
 
+/// The plant the fast-forward assumes (docs/therapy-model.md, "Fast-forward"): every
+/// commanded step is executed before the next cycle and the encoder reports exactly
+/// floor(steps / steps_per_encoder_pulse) pulses; every other input is held constant.
+struct IdealPlant {
+  SensorInputs in;
+  std::uint64_t steps = 0;  // steps executed since the plant's encoder count was zero
+  void execute(std::uint32_t k, std::uint32_t steps_per_pulse) {
+    steps += k;
+    if (steps_per_pulse > 0) in.encoder_pulses = steps / steps_per_pulse;
+  }
+};
+
+/// What PumpCore::fast_forward did.
+struct FastForward {
+  std::int64_t cycles = 0;          // cycles advanced (fewer than asked only to let events drain)
+  std::uint64_t steps = 0;          // steps commanded over them
+  std::uint64_t computed = 0;       // cycles computed one by one through tick()
+  std::uint64_t skips = 0;          // quiet stretches jumped in closed form
+  Now now{};                        // the time of the last cycle
+  Actuation last{};                 // the last cycle's actuation
+  [[nodiscard]] std::uint64_t iterations() const { return computed + skips; }
+};
+
 class PumpCore {
  public:
   static constexpr std::size_t kEventCapacity = 256;
@@ -75,6 +101,18 @@ class PumpCore {
 
   /// One control cycle: reads `in`, decides, and fills `out`.
   void tick(Now now, const SensorInputs& in, Actuation& out);
+
+  /// Exact fast-forward (issue 15 item 4): the same as `cycles` calls of
+  ///   now += period (both clocks);  tick(now, plant.in, out);  plant.execute(out.steps, spe)
+  /// bit for bit in the state, the events (with their times) and the steps, with the plant
+  /// ideal and its inputs otherwise constant (IdealPlant).  Cycles in which nothing can
+  /// happen are jumped in closed form; the others (steps due, boundaries, alarms, ...) go
+  /// through tick() itself, so the cost grows with the events, not with the interval.  It
+  /// returns early (after a computed cycle) once half the event buffer is pending, so
+  /// that the caller can drain events; FastForward::cycles says how far it got.  Status is
+  /// exact except its once-a-second fields (refill_due, next_patient_bolus), computed at
+  /// the fast-forward's computed cycles rather than every second.
+  FastForward fast_forward(Now now, Duration period, std::int64_t cycles, IdealPlant& plant);
 
   [[nodiscard]] const Status& status() const { return status_; }
   [[nodiscard]] PumpState state() const { return state_; }
@@ -122,6 +160,39 @@ class PumpCore {
     std::uint32_t uid = kSystemUid;
   };
 
+  /// A stretch of constant rate, integrated in closed form from its start (anchor) so
+  /// that the steps and the accumulator's fraction depend only on the time reached, never
+  /// on how the stretch was cut into cycles: tick() and fast_forward() share it.
+  struct Stretch {
+    bool valid = false;
+    bool priming = false;
+    MonoTime t0{};       // anchor
+    MonoTime t_end{};    // integrated up to here
+    MassRate rate;       // infusing: total mass rate at the tip
+    Concentration conc;  // reservoir concentration at t0
+    double r0 = 0.0;     // accumulator remainder at t0
+    Volume pv0;          // programmed_volume_ at t0
+    Volume skip0;        // pending volume at t0
+    Volume prime0;       // prime_prog_left_ at t0
+    std::array<Mass, 3> bp0{};  // boluses' programmed mass at t0
+    std::int64_t whole = 0;     // whole steps added since t0
+    double r_end = 0.0;         // accumulator remainder left at t_end
+    Catheter cath;              // the catheter as it was at t0
+  };
+  /// What a cycle may change that is not an event or a step (fast-forward's quiet test).
+  struct Fingerprint {
+    PumpState state = PumpState::idle;
+    std::int64_t due = 0;
+    std::uint64_t dropped = 0;
+    bool daily_hold = false;
+    bool flow_deviating = false;
+    BuzzerPattern sound = BuzzerPattern::off;
+    bool budget_logged = false;
+    std::array<std::uint8_t, kAlarmCount> alarms{};  // active, acknowledged, cause bits
+    std::uint32_t bolus_bits = 0;
+    bool operator==(const Fingerprint&) const = default;
+  };
+
   // ---- commands ----
   Reply do_load(const Command& cmd, Now now);
   Reply do_prime(const Command& cmd, Now now);
@@ -146,8 +217,20 @@ class PumpCore {
   void supervise(Now now, const SensorInputs& in);
   void integrate(Now now);
   void on_instant(MonoTime t, Duration offset);
-  [[nodiscard]] MonoTime next_boundary(MonoTime t, Duration offset) const;
+  /// The next instant after `t` at which the therapy changes; with `any_state`, every
+  /// instant at which on_instant() may act, whatever the state (fast-forward).
+  [[nodiscard]] MonoTime next_boundary(MonoTime t, Duration offset, bool any_state = false) const;
   void integrate_segment(MonoTime t0, MonoTime t1, Duration offset);
+  [[nodiscard]] bool stretch_continues(MonoTime t0, bool priming, MassRate rate) const;
+  void anchor_stretch(MonoTime t0, bool priming, MassRate rate);
+  [[nodiscard]] Volume stretch_volume(MonoTime t) const;
+  [[nodiscard]] double tokens_at(MonoTime t, Duration dt) const;
+  // ---- fast-forward (control/pump_core_ff.cpp) ----
+  [[nodiscard]] Fingerprint fingerprint() const;
+  /// Cycles from `now` (1-based, at most `max_n`) to the first one that may act.
+  [[nodiscard]] std::int64_t next_active_cycle(Now now, Duration period, std::int64_t max_n) const;
+  /// Advances over `n` quiet cycles in closed form.
+  void skip_quiet(Now now, Duration period, std::int64_t n);
   std::int64_t issue_steps(Now now, Duration dt);
   void monitor_flow(Now now, std::int64_t pulses_delta);
   void update_battery(Now now, Duration dt, std::int64_t steps);
@@ -207,7 +290,11 @@ class PumpCore {
   std::optional<MonoTime> jump_guard_until_;  // flex basal follows min(new, old clock)
   Duration pre_jump_offset_{0};
   std::int64_t due_steps_ = 0;  // whole steps programmed, not yet issued
-  double tokens_ = 1.0;         // motor rate limiter (max_steps_per_second)
+  // Motor rate limiter (max_steps_per_second), in closed form: tokens_ at tokens_t_, then
+  // refilled at the motor's rate up to one cycle's worth (at least one).
+  double tokens_ = 1.0;
+  MonoTime tokens_t_{};
+  Stretch stretch_;
 
   // priming
   Volume prime_prog_left_ = uL(0);  // volume still to program
@@ -253,6 +340,7 @@ class PumpCore {
   std::size_t ev_head_ = 0;
   std::size_t ev_count_ = 0;
   std::uint64_t events_dropped_ = 0;
+  std::uint64_t emitted_ = 0;  // events ever emitted (fast-forward's quiet test)
 
   Status status_{};
   MonoTime next_slow_{};

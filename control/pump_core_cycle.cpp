@@ -189,6 +189,7 @@ void PumpCore::on_instant(MonoTime t, Duration offset) {
         slot.end = t + d.duration;
         slot.uid = kSystemUid;
         periodic_last_fired_[i] = t;
+        stretch_.valid = false;
         Event e = make_event(EventType::bolus_started, n.mono, n.wall, kSystemUid);
         e.source = BolusSource::periodic;
         e.mass = d.dose;
@@ -206,17 +207,17 @@ void PumpCore::on_instant(MonoTime t, Duration offset) {
   }
 }
 
-MonoTime PumpCore::next_boundary(MonoTime t, Duration offset) const {
+MonoTime PumpCore::next_boundary(MonoTime t, Duration offset, bool any_state) const {
   MonoTime b = MonoTime::max();
   auto consider = [&](MonoTime x) {
     if (x > t && x < b) b = x;
   };
-  if (state_ == PumpState::suspended && suspend_until_) consider(*suspend_until_);
+  if ((any_state || state_ == PumpState::suspended) && suspend_until_) consider(*suspend_until_);
   if (trial_end_mono_) consider(*trial_end_mono_);
   for (const auto& x : boluses_) {
     if (x.active) consider(x.end);
   }
-  if (plan_ && state_ == PumpState::infusing) {
+  if (plan_ && (any_state || state_ == PumpState::infusing)) {
     const WallTime w = WallTime{} + (t - MonoTime{}) + offset;
     const LocalTime lt = local_time(*plan_, w);
     consider(t + (days(1) - lt.time_of_day));  // local midnight
@@ -232,7 +233,7 @@ MonoTime PumpCore::next_boundary(MonoTime t, Duration offset) const {
       if (d.at > lt.time_of_day) consider(t + (d.at - lt.time_of_day));
     }
     if (auto c = next_offset_change(*plan_, w)) consider(t + (*c - w));
-    if (jump_guard_until_ && t < *jump_guard_until_ && plan_->basal_mode == BasalMode::flex) {
+    if (jump_guard_until_ && t < *jump_guard_until_ && (any_state || plan_->basal_mode == BasalMode::flex)) {
       consider(*jump_guard_until_);
       const WallTime w2 = WallTime{} + (t - MonoTime{}) + pre_jump_offset_;
       const LocalTime l2 = local_time(*plan_, w2);
@@ -249,50 +250,98 @@ MonoTime PumpCore::next_boundary(MonoTime t, Duration offset) const {
   return b;
 }
 
+bool PumpCore::stretch_continues(MonoTime t0, bool priming, MassRate rate) const {
+  const Stretch& s = stretch_;
+  return s.valid && s.priming == priming && s.t_end == t0 && s.rate.canonical_value() == rate.canonical_value() &&
+         s.conc.canonical_value() == reservoir_conc_.canonical_value() && s.r_end == acc_.remainder_steps();
+}
+
+void PumpCore::anchor_stretch(MonoTime t0, bool priming, MassRate rate) {
+  Stretch& s = stretch_;
+  s.valid = true;
+  s.priming = priming;
+  s.t0 = t0;
+  s.t_end = t0;
+  s.rate = rate;
+  s.conc = reservoir_conc_;
+  s.r0 = acc_.remainder_steps();
+  s.pv0 = programmed_volume_;
+  s.skip0 = pending_volume();
+  s.prime0 = prime_prog_left_;
+  for (std::size_t i = 0; i < boluses_.size(); ++i) s.bp0[i] = boluses_[i].programmed;
+  s.whole = 0;
+  s.r_end = s.r0;
+  s.cath = catheter_;
+}
+
+Volume PumpCore::stretch_volume(MonoTime t) const {
+  const Stretch& s = stretch_;
+  const Duration d = t - s.t0;
+  if (s.priming) {
+    const Volume v = board_.prime_rate * d;
+    return v > s.prime0 ? s.prime0 : v;
+  }
+  const Mass m = s.rate * d;
+  if (m <= mcg(0)) return uL(0);
+  // S3: the volume that carries `m` out of the tip, walking the catheter's segments (old
+  // solution first) after what was already programmed at the anchor: the automatic bridge.
+  const Volume v = s.cath.volume_for_mass(m, s.conc, s.skip0);
+  if (!v.is_finite() || v <= uL(0)) return uL(0);
+  return v;
+}
+
 void PumpCore::integrate_segment(MonoTime t0, MonoTime t1, Duration offset) {
-  const Duration d = t1 - t0;
-  if (d <= Duration{0}) return;
-  if (state_ == PumpState::priming) {
-    Volume v = board_.prime_rate * d;
-    if (v > prime_prog_left_) v = prime_prog_left_;
-    if (v > uL(0)) {
-      prime_prog_left_ -= v;
-      due_steps_ += acc_.add(v);
-      programmed_volume_ += v;
-    }
-    if (prime_prog_left_ <= uL(1e-12)) {
-      // The priming volume is a whole number of steps: issue exactly that many.
-      prime_prog_left_ = uL(0);
-      due_steps_ = prime_steps_left_;
-      acc_.reset();
-    }
+  if (t1 <= t0) return;
+  const bool priming = state_ == PumpState::priming;
+  if (!priming && (state_ != PumpState::infusing || !plan_)) {
+    stretch_.valid = false;
     return;
   }
-  if (state_ != PumpState::infusing || !plan_) return;
-  const MassRate rate = basal_rate_guarded(t0, offset) + bolus_rate_total();
-  for (auto& b : boluses_) {
-    if (b.active) b.programmed += b.rate * d;
+  // Closed form from the stretch's anchor (see Stretch): a 1 ms cycle and a 20 s cycle, or
+  // a fast-forward, reach the same steps and the same fraction at the same time.
+  const MassRate rate = priming ? MassRate{} : basal_rate_guarded(t0, offset) + bolus_rate_total();
+  if (!stretch_continues(t0, priming, rate)) anchor_stretch(t0, priming, rate);
+  Stretch& s = stretch_;
+  const Volume v = stretch_volume(t1);
+  if (priming) {
+    prime_prog_left_ = s.prime0 - v;
+  } else {
+    for (std::size_t i = 0; i < boluses_.size(); ++i) {
+      auto& b = boluses_[i];
+      if (b.active) b.programmed = s.bp0[i] + b.rate * (t1 - s.t0);
+    }
   }
-  const Mass m = rate * d;
-  if (m <= mcg(0)) return;
-  // S3: the volume that carries `m` out of the tip, walking the catheter's segments
-  // (old solution first) after what is already programmed: the automatic bridge.
-  const Volume v = catheter_.volume_for_mass(m, reservoir_conc_, pending_volume());
-  if (!v.is_finite() || v <= uL(0)) return;
-  due_steps_ += acc_.add(v);
-  programmed_volume_ += v;
+  programmed_volume_ = s.pv0 + v;
+  const std::int64_t whole = acc_.set_from(s.r0, v);
+  due_steps_ += whole - s.whole;
+  s.whole = whole;
+  s.t_end = t1;
+  s.r_end = acc_.remainder_steps();
+  if (priming && prime_prog_left_ <= uL(1e-12)) {
+    // The priming volume is a whole number of steps: issue exactly that many.
+    prime_prog_left_ = uL(0);
+    due_steps_ = prime_steps_left_;
+    acc_.reset();
+    s.valid = false;
+  }
+}
+
+double PumpCore::tokens_at(MonoTime t, Duration dt) const {
+  // Refilled at the motor's rate since tokens_t_, capped at one cycle's worth (at least one).
+  // Capping once at the end equals capping every cycle (a cap is never below the previous
+  // cap less this cycle's refill), so the count does not depend on the cycles' lengths.
+  const double per_s = static_cast<double>(board_.max_steps_per_second);
+  return std::min(tokens_ + per_s * to_seconds(t - tokens_t_), std::max(1.0, per_s * to_seconds(dt)));
 }
 
 std::int64_t PumpCore::issue_steps(Now now, Duration dt) {
-  const double per_s = static_cast<double>(board_.max_steps_per_second);
-  const double elapsed = to_seconds(dt);
-  tokens_ = std::min(tokens_ + per_s * elapsed, std::max(1.0, per_s * elapsed));
+  const double tokens = tokens_at(now.mono, dt);
   if (!motor_may_step(state_) || due_steps_ <= 0 || !plan_) {
     if (due_steps_ > 0 && !motor_may_step(state_)) stop_delivery(now, kSystemUid);
     return 0;
   }
   // The motor's rate limit only delays steps (they stay due); every other limit drops them.
-  std::int64_t k = std::min<std::int64_t>(due_steps_, static_cast<std::int64_t>(std::floor(tokens_)));
+  std::int64_t k = std::min<std::int64_t>(due_steps_, static_cast<std::int64_t>(std::floor(tokens)));
   if (k <= 0) return 0;
   std::int64_t drop = 0;
   const Volume vps = step_volume();
@@ -342,6 +391,8 @@ std::int64_t PumpCore::issue_steps(Now now, Duration dt) {
   drop += held;
   due_steps_ -= k + drop;
   if (drop > 0) {
+    // The stretch counted these steps as pushed (its bridge walk): it starts anew.
+    stretch_.valid = false;
     steps_dropped_ += static_cast<std::uint64_t>(drop);
     dropped_volume_ += vps * static_cast<double>(drop);
   }
@@ -365,7 +416,8 @@ std::int64_t PumpCore::issue_steps(Now now, Duration dt) {
   total_volume_ += v;
   pumped_since_refill_ += v;
   budget_.count -= k;
-  tokens_ -= static_cast<double>(k);
+  tokens_ = tokens - static_cast<double>(k);
+  tokens_t_ = now.mono;
   steps_issued_ += static_cast<std::uint64_t>(k);
   steps_since_pulse_ += k;
   if (state_ == PumpState::priming) prime_steps_left_ -= k;

@@ -97,7 +97,9 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
   pre_jump_offset_ = in.pre_jump_offset - shift;
   due_steps_ = 0;
   acc_.reset();
+  stretch_.valid = false;
   tokens_ = 1.0;
+  tokens_t_ = now.mono;
   prime_prog_left_ = uL(0);
   prime_steps_left_ = 0;
   suspend_until_ = mv_opt(in.suspend_until);

@@ -9,6 +9,12 @@
 // A remainder within kSnap of a whole step counts as that step, so rounding cannot leave
 // the count a full step behind at an exact boundary (the remainder may then sit at
 // -kSnap: a step issued 1e-9 of a step early, never a step late).
+//
+// The core itself uses set_from(): within a stretch of constant rate it passes the volume
+// programmed since the stretch began, so each stretch rounds once, whatever the number of
+// cycles in it (a stretch holds at most a reservoir's worth of steps, ~1e5: one rounding
+// there is ~1e-11 of a step).  The cycle length then changes nothing, bit for bit, which
+// PumpCore::fast_forward relies on.
 #pragma once
 
 #include <cmath>
@@ -28,6 +34,21 @@ class StepAccumulator {
     const double whole = std::floor(remainder_ + kSnap);
     remainder_ -= whole;
     return static_cast<std::int64_t>(whole);
+  }
+
+  /// Closed form over a stretch of constant rate (shared by tick() and the fast-forward):
+  /// the remainder becomes `base + v / step` less the whole steps in it, which are returned
+  /// (all of them since the stretch began: the caller subtracts those it already took).
+  /// The result depends on `base` and `v` only, not on how the stretch was cut into cycles.
+  std::int64_t set_from(double base, Volume v) {
+    remainder_ = base + v / per_step_;
+    const double whole = std::floor(remainder_ + kSnap);
+    remainder_ -= whole;
+    return static_cast<std::int64_t>(whole);
+  }
+  /// The whole steps set_from(base, v) would return, without changing anything.
+  [[nodiscard]] std::int64_t whole_in(double base, Volume v) const {
+    return static_cast<std::int64_t>(std::floor(base + v / per_step_ + kSnap));
   }
 
   /// Gives back steps that were due but not issued (held back by a limit or a budget):

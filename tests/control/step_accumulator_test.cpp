@@ -1,3 +1,4 @@
+#include "control/battery_model.hpp"
 #include "control/step_accumulator.hpp"
 
 #include <cmath>
@@ -83,6 +84,49 @@ TEST(StepAccumulator, KeepsFractionalRemainder) {
   EXPECT_NEAR(acc.remainder_steps(), 0.2, 1e-12);
   EXPECT_EQ(acc.add(uL(1.0)), 4);  // 1.05 uL: four steps
   EXPECT_NEAR(acc.remainder_steps(), 0.2, 1e-12);
+}
+
+TEST(StepAccumulator, ClosedFormDoesNotDependOnTheCuts) {
+  // set_from(base, V) after any sequence of cuts of V gives the same steps and the same
+  // fraction, bit for bit, and whole_in() foretells it without changing anything.
+  const Volume per_step = uL(0.25);
+  const double base = 0.37;
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> piece(0.0, 0.9);
+  StepAccumulator one(per_step);
+  one.set_from(base, uL(0));
+  StepAccumulator cut(per_step);
+  cut.set_from(base, uL(0));
+  double v = 0;
+  std::int64_t whole_cut = 0;
+  std::int64_t taken = 0;
+  for (int i = 0; i < 1000; ++i) {
+    v += piece(rng);
+    const std::int64_t foretold = cut.whole_in(base, uL(v));
+    const std::int64_t whole = cut.set_from(base, uL(v));
+    EXPECT_EQ(whole, foretold);
+    whole_cut += whole - taken;
+    taken = whole;
+  }
+  const std::int64_t whole_one = one.set_from(base, uL(v));
+  EXPECT_EQ(whole_cut, whole_one);
+  EXPECT_EQ(cut.remainder_steps(), one.remainder_steps());
+  // A single cut from the current remainder is add().
+  StepAccumulator a(per_step);
+  StepAccumulator b(per_step);
+  EXPECT_EQ(a.add(uL(0.6)), b.set_from(0.0, uL(0.6)));
+  EXPECT_EQ(a.add(uL(0.3)), b.set_from(b.remainder_steps(), uL(0.3)));
+  EXPECT_EQ(a.remainder_steps(), b.remainder_steps());
+}
+
+TEST(BatteryModel, DrainDoesNotDependOnTheCycles) {
+  BatteryModel one{BatteryParams{}};
+  BatteryModel many{BatteryParams{}};
+  one.drain(Duration{86'400'000'000LL}, 400);
+  for (int i = 0; i < 86'400; ++i) many.drain(seconds(1), i % 216 == 0 ? 1 : 0);
+  EXPECT_EQ(one.used_mAs(), many.used_mAs());
+  EXPECT_EQ(many.used_after(seconds(5)), BatteryModel{BatteryParams{}}.used_after(Duration{86'405'000'000LL}) +
+                                             BatteryParams{}.use_per_step_mAs * 400);
 }
 
 TEST(StepAccumulator, ResetDropsRemainder) {
