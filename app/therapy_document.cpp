@@ -4,6 +4,12 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+
+#include <openssl/evp.h>
 
 #include "config/sha256.hpp"
 #include "app/journal_keeper.hpp"
@@ -17,59 +23,41 @@ constexpr std::string_view kPayloadMagic = "THTX";
 constexpr std::string_view kDocSumKey = "document-sha256: ";
 constexpr std::size_t kMaxEvents = 1'000'000;
 
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+// Base64 by OpenSSL (already linked for SHA-256): EVP_Encode* writes 64-column lines,
+// EVP_Decode* skips line breaks and refuses any other character or bad padding.
 std::string base64(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4 + in.size() / 57 + 2);
-  std::size_t col = 0;
-  for (std::size_t i = 0; i < in.size(); i += 3) {
-    const auto b0 = static_cast<std::uint8_t>(in[i]);
-    const auto b1 = i + 1 < in.size() ? static_cast<std::uint8_t>(in[i + 1]) : 0;
-    const auto b2 = i + 2 < in.size() ? static_cast<std::uint8_t>(in[i + 2]) : 0;
-    const std::uint32_t v = (static_cast<std::uint32_t>(b0) << 16) | (static_cast<std::uint32_t>(b1) << 8) | b2;
-    out.push_back(kB64[(v >> 18) & 63]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(i + 1 < in.size() ? kB64[(v >> 6) & 63] : '=');
-    out.push_back(i + 2 < in.size() ? kB64[v & 63] : '=');
-    col += 4;
-    if (col == 76) {
-      out.push_back('\n');
-      col = 0;
+  std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> ctx(EVP_ENCODE_CTX_new(), EVP_ENCODE_CTX_free);
+  std::string out(in.size() / 48 * 65 + 70, '\0');  // 64 columns + newline per 48 bytes, and the tail
+  int n = 0;
+  int total = 0;
+  EVP_EncodeInit(ctx.get());
+  for (std::size_t at = 0; at < in.size();) {
+    const int chunk = static_cast<int>(std::min<std::size_t>(in.size() - at, 1 << 20));
+    if (EVP_EncodeUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + total,
+                         &n, reinterpret_cast<const unsigned char*>(in.data()) + at, chunk) != 1) {
+      throw std::runtime_error("base64 encoding failed");
     }
+    total += n;
+    at += static_cast<std::size_t>(chunk);
   }
-  if (col != 0) out.push_back('\n');
+  EVP_EncodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + total, &n);
+  out.resize(static_cast<std::size_t>(total + n));
   return out;
 }
 
 std::optional<std::string> unbase64(std::string_view in) {
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  std::size_t pad = 0;
-  for (const char c : in) {
-    if (c == '\n') continue;
-    int v = -1;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else if (c == '=') {
-      ++pad;
-      continue;
-    } else {
-      return std::nullopt;
-    }
-    if (pad != 0) return std::nullopt;  // data after padding
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
+  std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> ctx(EVP_ENCODE_CTX_new(), EVP_ENCODE_CTX_free);
+  if (in.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) return std::nullopt;
+  std::string out(in.size() / 4 * 3 + 3, '\0');
+  int n = 0;
+  EVP_DecodeInit(ctx.get());
+  if (EVP_DecodeUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &n,
+                       reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size())) < 0) {
+    return std::nullopt;
   }
-  if (pad > 2) return std::nullopt;
+  int m = 0;
+  if (EVP_DecodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + n, &m) != 1) return std::nullopt;
+  out.resize(static_cast<std::size_t>(n + m));
   return out;
 }
 

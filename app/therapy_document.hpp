@@ -9,7 +9,8 @@
 //   payload-bytes: N
 //   payload-sha256: HEX                   of the decoded payload
 //   payload:
-//   BASE64 lines (76 columns)             the payload, see below
+//   BASE64 lines (64 columns)             the payload, see below (OpenSSL's EVP base64;
+//                                         a reader takes any line width)
 //   end
 //   document-sha256: HEX                  of every byte before this line
 //

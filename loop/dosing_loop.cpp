@@ -270,6 +270,9 @@ void DosingLoop::cycle(std::int64_t real_now_us) {
   const double scale = scale_.load(std::memory_order_relaxed);
   const std::optional<Duration> limit = opt_.simulated ? sim_advance_limit(real_now_us) : std::nullopt;
   if (limit) held_cycles_.fetch_add(1, std::memory_order_relaxed);
+  if (const std::int64_t step = wall_step_us_.exchange(0, std::memory_order_relaxed); step != 0) {
+    clock_.step_wall(Duration{step});
+  }
   const Now now = limit ? clock_.now_at_most(real_now_us, scale, *limit) : clock_.now(real_now_us, scale);
   now_mono_.store(to_usec(now.mono), std::memory_order_relaxed);
   now_wall_.store(to_usec(now.wall), std::memory_order_relaxed);

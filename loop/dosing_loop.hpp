@@ -72,6 +72,9 @@ class DosingLoop {
   [[nodiscard]] Now now() const;
   void set_time_scale(double s) { scale_.store(s, std::memory_order_relaxed); }
   [[nodiscard]] double time_scale() const { return scale_.load(std::memory_order_relaxed); }
+  /// Simulated world only: step the simulated wall clock by `by` at the next cycle (the
+  /// monotonic clock is untouched), as an NTP step or a manual clock set would (S8).
+  void step_sim_wall(Duration by) { wall_step_us_.fetch_add(by.count(), std::memory_order_relaxed); }
   [[nodiscard]] bool running() const { return running_.load(std::memory_order_acquire); }
   /// Simulated world only: cycles in which the simulated clock was slowed or held for a
   /// step budget.
@@ -122,6 +125,7 @@ class DosingLoop {
   std::int64_t starved_since_us_ = -1;  // real monotonic time the simulated world began to wait
   std::int64_t last_real_us_ = 0;       // real monotonic time of the previous cycle
   std::atomic<std::uint64_t> held_cycles_{0};
+  std::atomic<std::int64_t> wall_step_us_{0};
   // Page-fault accounting (see page_faults()).
   std::atomic<int> tid_{0};
   std::atomic<std::int64_t> minflt_start_{0};

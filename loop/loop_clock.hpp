@@ -28,6 +28,11 @@ class LoopClock {
   /// count, and the clock goes on from there without a jump.
   Now now_at_most(std::int64_t real_mono_us, double scale, Duration max_advance);
   [[nodiscard]] bool simulated() const { return simulated_; }
+  /// Simulated clock only: the wall clock steps by `by` (an NTP step, a manual set, a
+  /// DST mistake on the bench) while the monotonic clock goes on; no effect on real clocks.
+  void step_wall(Duration by) {
+    if (simulated_) sim_wall_minus_mono_ += by.count();
+  }
 
  private:
   bool simulated_;

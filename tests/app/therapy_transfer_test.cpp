@@ -2,7 +2,9 @@
 // app::PumpService on its own synchronous core and state directory.
 #include <gtest/gtest.h>
 
+#include "app/therapy_document.hpp"
 #include "tests/app/service_fixture.hpp"
+#include "tests/support/therapy_envelope.hpp"
 
 namespace thecal::test {
 namespace {
@@ -81,6 +83,39 @@ TEST(TherapyTransfer, ACorruptDocumentIsRefusedWholeAndLogged) {
   EXPECT_EQ(new_unit.logged("command_refused"), 1U);
   EXPECT_FALSE(new_unit.service->status().has_prescription);
   EXPECT_FALSE(io::read_file(new_unit.dir.path + "/prescription.yaml").has_value());
+}
+
+// The codec (OpenSSL's base64): a document whose payload is written in lines of another
+// width (the envelope below writes 76 columns, as the first exports did) reads the same; a
+// character that is not base64, under checksums that were recomputed to match, is refused
+// by name; so is a payload cut short with its sums recomputed.
+TEST(TherapyDocument, AnyLineWidthReadsTheSameAndBadBase64IsRefused) {
+  Unit u;
+  therapy_then_suspend(u);
+  const auto doc = u.call([&](auto d) { u.service->export_therapy(clinician(), d); }).text;
+  std::string err;
+  const auto orig = app::decode_therapy_document(doc, &err);
+  ASSERT_TRUE(orig) << err;
+  const std::string payload = fuzz::payload_of(doc);
+  ASSERT_GT(payload.size(), 100U);
+
+  const std::string wide = fuzz::wrap_payload(payload);
+  ASSERT_NE(wide, doc);
+  const auto again = app::decode_therapy_document(wide, &err);
+  ASSERT_TRUE(again) << err;
+  EXPECT_EQ(encode_core_state(again->state), encode_core_state(orig->state));
+  EXPECT_EQ(again->prescription, orig->prescription);
+  EXPECT_EQ(again->events.size(), orig->events.size());
+
+  std::string bad = wide;
+  bad[bad.find("\npayload:\n") + 15] = '*';
+  err.clear();
+  EXPECT_FALSE(app::decode_therapy_document(fuzz::resum(bad), &err));
+  EXPECT_EQ(err, "the payload is not valid base64");
+
+  err.clear();
+  EXPECT_FALSE(app::decode_therapy_document(fuzz::wrap_payload(payload.substr(0, payload.size() - 7)), &err));
+  EXPECT_NE(err.find("truncated"), std::string::npos) << err;
 }
 
 TEST(TherapyTransfer, ImportIsRefusedOnAUnitWithADeliveryHistory) {

@@ -83,7 +83,10 @@ class LoopRt : public ::testing::Test {
     return got;
   }
   void pump(DosingLoop& loop) {
-    loop.drain_events([&](const Event&) { ++events; });
+    loop.drain_events([&](const Event& e) {
+      ++events;
+      if (e.type == EventType::wall_clock_jump) ++wall_jumps;
+    });
     Status s;
     if (loop.latest_status(s)) last = s;
   }
@@ -104,6 +107,7 @@ class LoopRt : public ::testing::Test {
     return run_cycles(loop, n, [](const Status&) { return true; });
   }
   std::uint64_t events = 0;
+  std::uint64_t wall_jumps = 0;
   Status last;
 };
 
@@ -169,9 +173,10 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultInTheLoopAfterStart) {
 
 // The same promise through the rest of a pump's working life at 20,000x: flex steps every
 // hour, a periodic dose every two hours, a refill with a new concentration (the bridge), a
-// stall alarm while a dose runs, its acknowledgement and resume.  Every one of those paths
-// runs in the dosing thread: none may allocate or fault.
-TEST_F(LoopRt, NoHeapCallAndNoPageFaultThroughFlexPeriodicDosesARefillAndAnAlarm) {
+// stall alarm while a dose runs, its acknowledgement and resume, and wall-clock steps
+// forward and back (S8: logged, guarded).  Every one of those paths runs in the dosing
+// thread: none may allocate or fault.
+TEST_F(LoopRt, NoHeapCallAndNoPageFaultThroughFlexPeriodicDosesARefillAlarmsAndWallJumps) {
   const bool counting = test::heap_counting_available();
   DosingLoop loop(core, plant, options());
   TherapyPlan plan = bolus_plan();
@@ -207,6 +212,14 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultThroughFlexPeriodicDosesARefillAndAnAlarm
   const WallTime refilled = last.wall;
   ASSERT_TRUE(run_cycles(loop, 1, [&](const Status& st) { return st.wall - refilled >= hours(6); }));
   EXPECT_NEAR(to_mg_per_mL(last.concentration), 20.0, 1e-9);
+  // The wall clock steps 3 h forward, then 5 h back (an NTP step, a manual set): each is
+  // logged, and flex steps and periodic doses go on by the new clock.
+  loop.step_sim_wall(hours(3));
+  ASSERT_TRUE(run_cycles(loop, 1, [&](const Status&) { return wall_jumps >= 1; })) << "the forward step is logged";
+  loop.step_sim_wall(-hours(5));
+  ASSERT_TRUE(run_cycles(loop, 1, [&](const Status&) { return wall_jumps >= 2; })) << "the backward step is logged";
+  const WallTime stepped = last.wall;
+  ASSERT_TRUE(run_cycles(loop, 1, [&](const Status& st) { return st.wall - stepped >= hours(3); }));
   // A stall while stepping: high alarm, stop; acknowledge, clear, resume.
   plant.inject(io::SimFault::motor_stall, true);
   EXPECT_TRUE(run_cycles(loop, 1, [](const Status& st) { return st.state == PumpState::stopped; }));
@@ -221,6 +234,7 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultThroughFlexPeriodicDosesARefillAndAnAlarm
   EXPECT_GT(steps_before_refill, 880u + 100u) << "six hours of flex basal and periodic doses stepped the motor";
   EXPECT_GT(plant.steps_seen(), steps_before_refill) << "and the bridge after the refill";
   EXPECT_GT(events, 10u);
+  EXPECT_EQ(wall_jumps, 2u) << "each wall-clock step logged once";
   if (counting) {
     EXPECT_EQ(heap_calls, 0u) << "heap calls by the dosing thread after start";
   }

@@ -203,6 +203,17 @@ check "dir is driven forward" [ "$(val $DIR)" = 1 ]
 check "fault and bolus button pulled up by the bias request" [ "$(val $FAULT)$(val $BTN)" = 11 ]
 held=$(grep -c '|thecald' /sys/kernel/debug/gpio)
 check "all 11 lines held by consumer thecald ($held)" [ "$held" = 11 ]
+# The dosing thread's page faults (SPEC 7: none in the loop after start), read by the kernel's
+# own count for the thread, from here (10,000 cycles in) to the end of this run: infusing,
+# the clinician bolus, the high, medium and low alarms and their buzzer patterns, the button.
+dosing_faults() {
+  for t in /proc/$TD/task/*; do
+    [ "$(cat $t/comm 2>/dev/null)" = thecal-dosing ] && awk '{ print $10 + $12 }' $t/stat && return 0
+  done
+  echo missing
+}
+PF0=$(dosing_faults)
+check "the dosing thread thecal-dosing is found ($PF0 page faults during start)" [ "$PF0" != missing ]
 out=$(thecald --config /etc/thecal/thecald.yaml --bus $BUS 2>&1); rc=$?
 echo "$out" | tail -n 1
 check "a second thecald refuses the busy lines with a clear error" \
@@ -398,6 +409,9 @@ check "a press inside the lockout is refused and logged (PatientBolusesToday $n2
   [ $r = 0 -a "$n3" = "$n2" -a "$e3" = "$e2" ]
 
 # ---- SIGTERM while the motor is enabled: enable driven inactive, lines released --------------
+PF1=$(dosing_faults)
+check "no page fault in the dosing thread (gpiod backend) from 10,000 cycles in through delivery, boluses, alarms and the button ($PF0 -> $PF1)" \
+  [ "$PF0" != missing -a "$PF1" = "$PF0" ]
 check "motor enabled while infusing (nENBL low)" en_is 0
 trace_on $EN
 kill -TERM $TD; wait $TD; rc=$?; TD=
