@@ -7,6 +7,13 @@
 //   encode_core_state / decode_core_state   a versioned, bounds-checked binary form for
 //                                      the journal (io/journal.hpp) and the therapy export
 //
+// The fields are listed once, in control/core_state_fields.hpp: the codec walks that list
+// both ways, and tests/app/core_state_test.cpp fills every field through it and checks that
+// the codec and export/restore carry each one (a field forgotten in restore_state fails there
+// by name).  export_state/restore_state stay the mapping between the live objects and this
+// value, because each field has its own rule on restore (monotonic times shifted, ledger
+// buckets moved by whole minutes rounded later, priming not resumed).
+//
 // What is deliberately NOT kept: steps due but not yet issued and the step accumulator's
 // fraction (dropped, never owed: at most one step), the flow monitor's window (it starts
 // again), the buzzer phase, and the journal budget (a restart starts with none: the daemon

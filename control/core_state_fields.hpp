@@ -1,0 +1,159 @@
+// The one list of CoreState's fields (control/core_state.hpp), for the binary codec
+// (control/core_state.cpp) and for tests that fill or compare every field.
+#pragma once
+
+#include <type_traits>
+
+#include "control/core_state.hpp"
+
+namespace thecal {
+
+// ---- The one list of fields --------------------------------------------------------------
+// Every field of CoreState and of the values inside it, in their binary order.  Encoding and
+// decoding both walk these lists (an archive `a` is called as a(name, field)), so a field
+// added to CoreState is added here once; tests/app/core_state_test.cpp fills every field
+// through the same list and checks that the codec and PumpCore's export/restore carry it.
+// Containers: std::optional as a presence byte and the value; static_vector as a u32 count
+// and the elements (the count checked against the capacity); std::array as its elements.
+// Two exceptions keep format 1: the alarm table carries its size first, and the ledger only
+// its buckets that hold mass.
+
+template <class A, class P>
+void fields_of(A& a, P& p) requires std::is_same_v<std::remove_const_t<P>, TherapyPlan> {
+  a("id", p.id);
+  a("patient", p.patient);
+  a("phase", p.phase);
+  a("trial_ends", p.trial_ends);
+  a("drug", p.drug);
+  a("concentration", p.concentration);
+  a("reservoir_capacity", p.reservoir_capacity);
+  a("low_alarm", p.low_alarm);
+  a("catheter_volume", p.catheter_volume);
+  a("timezone", p.timezone);
+  a("UTC offsets", p.utc_offsets);
+  a("basal_mode", p.basal_mode);
+  a("continuous_rate", p.continuous_rate);
+  a("flex steps", p.flex_steps);
+  a("periodic doses", p.periodic);
+  a("patient_bolus", p.patient_bolus);
+  a("max_daily_dose", p.max_daily_dose);
+}
+template <class A, class T>
+void fields_of(A& a, T& o) requires std::is_same_v<std::remove_const_t<T>, UtcOffsetChange> {
+  a("from", o.from);
+  a("offset", o.offset);
+}
+template <class A, class T>
+void fields_of(A& a, T& f) requires std::is_same_v<std::remove_const_t<T>, FlexStep> {
+  a("start", f.start);
+  a("rate", f.rate);
+}
+template <class A, class T>
+void fields_of(A& a, T& d) requires std::is_same_v<std::remove_const_t<T>, PeriodicDose> {
+  a("at", d.at);
+  a("dose", d.dose);
+  a("duration", d.duration);
+}
+template <class A, class T>
+void fields_of(A& a, T& b) requires std::is_same_v<std::remove_const_t<T>, PatientBolusRule> {
+  a("dose", b.dose);
+  a("duration", b.duration);
+  a("lockout", b.lockout);
+  a("max_per_day", b.max_per_day);
+}
+template <class A, class T>
+void fields_of(A& a, T& seg) requires std::is_same_v<std::remove_const_t<T>, Catheter::Segment> {
+  a("volume", seg.volume);
+  a("concentration", seg.concentration);
+}
+template <class A, class T>
+void fields_of(A& a, T& b) requires std::is_same_v<std::remove_const_t<T>, CoreBolusState> {
+  a("active", b.active);
+  a("dose", b.dose);
+  a("rate", b.rate);
+  a("start", b.start);
+  a("end", b.end);
+  a("programmed", b.programmed);
+  a("held", b.held);
+  a("uid", b.uid);
+}
+template <class A, class T>
+void fields_of(A& a, T& al) requires std::is_same_v<std::remove_const_t<T>, AlarmStatus> {
+  a("active", al.active);
+  a("acknowledged", al.acknowledged);
+  a("cause_present", al.cause_present);
+  a("raised", al.raised);
+  a("silenced_until", al.silenced_until);
+}
+
+}  // namespace thecal
+
+namespace thecal::detail {
+
+// What kind of container or value a field is (for archives that walk the list).
+template <class T>
+struct is_static_vector : std::false_type {};
+template <class T, std::size_t N>
+struct is_static_vector<boost::container::static_vector<T, N>> : std::true_type {
+  static constexpr std::size_t capacity = N;
+};
+template <class T>
+struct is_std_array : std::false_type {};
+template <class T, std::size_t N>
+struct is_std_array<std::array<T, N>> : std::true_type {};
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+template <class T>
+struct is_fixed_string : std::false_type {};
+template <std::size_t N>
+struct is_fixed_string<FixedString<N>> : std::true_type {
+  static constexpr std::size_t capacity = N;
+};
+template <class T>
+struct is_quantity : std::false_type {};
+template <int M, int V, int T>
+struct is_quantity<Quantity<M, V, T>> : std::true_type {};
+
+
+/// Calls a(name, field) for every field of `s` (CoreState or const CoreState) in binary
+/// order; a.counted(name, array) and a.ledger(name, buckets) for the two special cases.
+template <class A, class S>
+void core_state_fields(A& a, S& s) {
+  a("mono", s.mono);
+  a("wall", s.wall);
+  a("state", s.state);
+  a("plan", s.plan);
+  a("reservoir_conc", s.reservoir_conc);
+  a("reservoir", s.reservoir);
+  a("catheter_capacity", s.catheter_capacity);
+  a("catheter segments", s.catheter);
+  a.ledger("ledger buckets", s.ledger);
+  a("battery_used_mAs", s.battery_used_mAs);
+  a("jump_guard_until", s.jump_guard_until);
+  a("pre_jump_offset", s.pre_jump_offset);
+  a("suspend_until", s.suspend_until);
+  a("trial_end_mono", s.trial_end_mono);
+  a("trial_end_logged", s.trial_end_logged);
+  a("prime_left", s.prime_left);
+  a("boluses", s.boluses);
+  a("patient bolus starts", s.patient_starts);
+  a("periodic_last_day", s.periodic_last_day);
+  a("periodic_last_fired", s.periodic_last_fired);
+  a.counted("alarms", s.alarms);
+  a("daily_hold", s.daily_hold);
+  a("total_mass", s.total_mass);
+  a("total_volume", s.total_volume);
+  a("programmed_volume", s.programmed_volume);
+  a("dropped_volume", s.dropped_volume);
+  a("steps_dropped", s.steps_dropped);
+  a("steps_issued", s.steps_issued);
+  a("pumped_since_refill", s.pumped_since_refill);
+  a("last_fill", s.last_fill);
+  a("has_filled", s.has_filled);
+  a("refill_accuracy", s.refill_accuracy);
+}
+
+}  // namespace thecal::detail
+
