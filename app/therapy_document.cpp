@@ -41,7 +41,7 @@ std::string base64(std::string_view in) {
     at += static_cast<std::size_t>(chunk);
   }
   EVP_EncodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + total, &n);
-  out.resize(static_cast<std::size_t>(total + n));
+  out.resize(static_cast<std::size_t>(total) + static_cast<std::size_t>(n));
   return out;
 }
 
@@ -57,7 +57,7 @@ std::optional<std::string> unbase64(std::string_view in) {
   }
   int m = 0;
   if (EVP_DecodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + n, &m) != 1) return std::nullopt;
-  out.resize(static_cast<std::size_t>(n + m));
+  out.resize(static_cast<std::size_t>(n) + static_cast<std::size_t>(m));
   return out;
 }
 
@@ -95,7 +95,7 @@ std::string iso_utc(std::int64_t wall_us) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  (void)std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
 
@@ -147,7 +147,7 @@ std::string encode_therapy_document(const CoreState& state, std::string_view pre
   std::string doc(kMagic);
   char buf[256];
   auto line = [&](const char* fmt, auto... args) {
-    std::snprintf(buf, sizeof buf, fmt, args...);
+    (void)std::snprintf(buf, sizeof buf, fmt, args...);
     doc += buf;
   };
   const std::int64_t wall = to_usec(state.wall);

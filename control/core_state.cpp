@@ -209,7 +209,7 @@ class Reader {
 
 std::vector<std::uint8_t> encode_core_state(const CoreState& s) {
   Writer w;
-  w.out.reserve(32 * 1024);
+  w.out.reserve(std::size_t{32} * 1024);
   w("format", kCoreStateFormat);
   detail::core_state_fields(w, s);
   return std::move(w.out);

@@ -37,7 +37,7 @@ std::int64_t mono_ns() {
 
 // Touch this much stack once, so the loop takes no page fault growing it (mlockall keeps
 // it resident afterwards).
-constexpr std::size_t kPrefaultStack = 256 * 1024;
+constexpr std::size_t kPrefaultStack = std::size_t{256} * 1024;
 
 void prefault_stack() {
   unsigned char stack[kPrefaultStack];
@@ -90,7 +90,7 @@ DosingLoop::~DosingLoop() { stop(); }
 // Sanitizer runtimes keep large thread-local state, which glibc places in the thread's stack.
 constexpr std::size_t kThreadStack = 16 * 1024 * 1024;
 #else
-constexpr std::size_t kThreadStack = 1024 * 1024;
+constexpr std::size_t kThreadStack = std::size_t{1024} * 1024;
 #endif
 
 void* DosingLoop::thread_main(void* self) {
