@@ -181,6 +181,7 @@ void read_drug(Document& doc, const YamlNode* n, const PrescriptionContext& ctx,
         doc.problem(*p, "unknown drug " + in_quotes(*s) + " (the drug library has: " + known + ")");
       } else {
         d.plan.drug = d.drug->name;
+        d.plan.max_in_reservoir = d.drug->max_in_reservoir;
       }
     }
   }

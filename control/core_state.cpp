@@ -277,6 +277,14 @@ std::vector<std::uint8_t> encode_core_state(const CoreState& s) {
   w.q(s.last_fill);
   w.b(s.has_filled);
   w.f64(s.refill_accuracy);
+  // Format 2.
+  w.dur(s.plan ? s.plan->max_in_reservoir : Duration{0});
+  w.b(s.catheter_revised);
+  w.u8(static_cast<std::uint8_t>(s.refill_before));
+  w.mono(s.refill_began);
+  w.wall(s.last_fill_wall);
+  w.b(s.stopped_since.has_value());
+  if (s.stopped_since) w.wall(*s.stopped_since);
   return std::move(w.out);
 }
 
@@ -284,13 +292,14 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
   Reader r(bytes);
   auto s = std::make_unique<CoreState>();
   const std::uint32_t format = r.u32();
-  if (r.ok && format != kCoreStateFormat) {
+  if (r.ok && format != kCoreStateFormat && format != 1) {
     r.fail("core state format " + std::to_string(format) + " is not " + std::to_string(kCoreStateFormat) +
            (format > kCoreStateFormat ? " (written by a newer thecald)" : ""));
   }
   s->mono = r.mono();
   s->wall = r.wall();
-  s->state = r.en<PumpState>(static_cast<std::uint8_t>(PumpState::end_of_service), "pump state");
+  s->state = r.en<PumpState>(static_cast<std::uint8_t>(format >= 2 ? PumpState::refilling : PumpState::end_of_service),
+                             "pump state");
   if (r.b()) s->plan = get_plan(r);
   s->reservoir_conc = r.q<Concentration>();
   s->reservoir = r.q<Volume>();
@@ -328,8 +337,11 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
   }
   for (auto& d : s->periodic_last_day) d = r.i64();
   for (auto& t : s->periodic_last_fired) t = r.opt_mono();
-  if (r.ok && r.u32() != kAlarmCount) r.fail("alarm table of another size");
-  for (auto& a : s->alarms) {
+  // Format 1 had the first 17 alarm codes (issue 17 added the others after them).
+  const std::size_t alarms = format >= 2 ? kAlarmCount : 17;
+  if (r.ok && r.u32() != alarms) r.fail("alarm table of another size");
+  for (std::size_t i = 0; i < alarms && r.ok; ++i) {
+    auto& a = s->alarms[i];
     a.active = r.b();
     a.acknowledged = r.b();
     a.cause_present = r.b();
@@ -347,6 +359,18 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
   s->last_fill = r.q<Volume>();
   s->has_filled = r.b();
   s->refill_accuracy = r.f64();
+  if (format >= 2) {
+    const Duration d = r.dur();
+    if (d < Duration{0} || (!s->plan && d != Duration{0})) r.fail("bad max_in_reservoir");
+    else if (s->plan) s->plan->max_in_reservoir = d;
+    s->catheter_revised = r.b();
+    s->refill_before = r.en<PumpState>(static_cast<std::uint8_t>(PumpState::stopped), "state before the refill");
+    s->refill_began = r.mono();
+    s->last_fill_wall = r.wall();
+    if (r.b()) s->stopped_since = r.wall();
+  } else {
+    s->last_fill_wall = s->wall;
+  }
   if (r.ok && !r.at_end()) r.fail("trailing bytes after the core state");
   // Physical sanity: nothing negative or non-finite where the core would trust it.
   if (r.ok) {
