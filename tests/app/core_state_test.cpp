@@ -35,6 +35,70 @@ TEST(CoreState, EncodesAndDecodesExactly) {
   EXPECT_EQ(back->plan->id, d.plan.id);
 }
 
+TEST(CoreState, Format2CarriesTheRevisionTheRefillSessionTheFillTimeAndTheStop) {
+  Delivered d;
+  CoreState s = d.s;
+  s.state = PumpState::refilling;
+  s.refill_before = PumpState::suspended;
+  s.refill_began = s.mono - minutes(3);
+  s.catheter_revised = true;
+  s.catheter_capacity = uL(117);
+  s.last_fill_wall = s.wall - days(2);
+  s.stopped_since = s.wall - hours(5);
+  s.plan->max_in_reservoir = days(40);
+  s.alarms[static_cast<std::size_t>(AlarmCode::catheter_port_injection)].active = true;
+  const auto bytes = encode_core_state(s);
+  std::string err;
+  const auto back = decode_core_state(as_text(bytes), &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(encode_core_state(*back), bytes);
+  EXPECT_EQ(back->state, PumpState::refilling);
+  EXPECT_EQ(back->refill_before, PumpState::suspended);
+  EXPECT_EQ(back->refill_began, s.refill_began);
+  EXPECT_TRUE(back->catheter_revised);
+  EXPECT_EQ(back->catheter_capacity, uL(117));
+  EXPECT_EQ(back->last_fill_wall, s.last_fill_wall);
+  ASSERT_TRUE(back->stopped_since);
+  EXPECT_EQ(*back->stopped_since, *s.stopped_since);
+  EXPECT_EQ(back->plan->max_in_reservoir, days(40));
+  EXPECT_TRUE(back->alarms[static_cast<std::size_t>(AlarmCode::catheter_port_injection)].active);
+  // A state before the session kept nowhere else is refused: refill_before must be one of
+  // the four states BeginRefill leaves from.
+  std::string bad = as_text(bytes);
+  const std::size_t at = bad.size() - (8 + 8 + 1 + 8) - 1;  // before, then began, fill, stopped_since (1 + 8)
+  ASSERT_EQ(static_cast<std::uint8_t>(bad[at]), static_cast<std::uint8_t>(PumpState::suspended));
+  bad[at] = static_cast<char>(PumpState::refilling);
+  EXPECT_FALSE(decode_core_state(bad, &err));
+  EXPECT_NE(err.find("state before the refill"), std::string::npos) << err;
+}
+
+TEST(CoreState, AFormat1JournalIsStillRead) {
+  // A format-1 state: the same bytes up to refill_accuracy, 17 alarms, no issue-17 tail.
+  Delivered d;
+  d.s.stopped_since.reset();
+  const std::string two = as_text(encode_core_state(d.s));
+  constexpr std::size_t kAlarmBytes = 3 + 8 + 8;
+  constexpr std::size_t kTail1 = 1 + 4 * 8 + 2 * 8 + 2 * 8 + 1 + 8;  // daily_hold .. refill_accuracy
+  constexpr std::size_t kTail2 = 8 + 1 + 1 + 8 + 8 + 1;              // max_in_reservoir .. stopped_since
+  const std::size_t table = two.size() - kTail2 - kTail1 - kAlarmCount * kAlarmBytes - 4;
+  std::string one = two.substr(0, table);
+  one += std::string("\x11\0\0\0", 4);  // 17 alarms
+  one += two.substr(table + 4, 17 * kAlarmBytes);
+  one += two.substr(two.size() - kTail2 - kTail1, kTail1);
+  one[0] = 1;
+  std::string err;
+  const auto back = decode_core_state(one, &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(back->steps_issued, d.s.steps_issued);
+  EXPECT_FALSE(back->catheter_revised);
+  EXPECT_EQ(back->last_fill_wall, d.s.wall);  // a stability limit counts from then, never earlier
+  EXPECT_FALSE(back->stopped_since);
+  // Format 1 knew no `refilling`.
+  std::string refilling = one;
+  refilling[4 + 8 + 8] = static_cast<char>(PumpState::refilling);
+  EXPECT_FALSE(decode_core_state(refilling, &err));
+}
+
 TEST(CoreState, EveryTruncationAndATrailingByteAreRefused) {
   Delivered d;
   const std::string b = as_text(encode_core_state(d.s));
