@@ -185,7 +185,7 @@ struct Changes {
   }
 };
 
-TEST(CatheterRevision, ReviseCatheterByLengthPrimeStartAndRestartWithTheVolumeKept) {
+TEST(DaemonCatheterRevision, ReviseCatheterByLengthPrimeStartAndRestartWithTheVolumeKept) {
   Pump p;
   ASSERT_NO_FATAL_FAILURE(p.infusing());
   Changes changes(p.c().bus());
@@ -240,7 +240,7 @@ TEST(CatheterRevision, ReviseCatheterByLengthPrimeStartAndRestartWithTheVolumeKe
   EXPECT_NE(r.err.find("revised catheter"), std::string::npos) << r.err;
 }
 
-TEST(RefillSession, BeginOverfillPortInjectionThenRefillLeavesThePumpStopped) {
+TEST(DaemonRefillSession, BeginOverfillPortInjectionThenRefillLeavesThePumpStopped) {
   Pump p;
   ASSERT_NO_FATAL_FAILURE(p.infusing());
   Changes changes(p.c().bus());
@@ -273,7 +273,7 @@ TEST(RefillSession, BeginOverfillPortInjectionThenRefillLeavesThePumpStopped) {
   EXPECT_EQ(p.state(), "infusing");
 }
 
-TEST(RefillSession, CancelAndTheGuidedThecalctlSessionAndOneCallRefillKeepsWorking) {
+TEST(DaemonRefillSession, CancelAndTheGuidedThecalctlSessionAndOneCallRefillKeepsWorking) {
   Pump p;
   ASSERT_NO_FATAL_FAILURE(p.infusing());
   EXPECT_EQ(p.c().call(kPump, "CancelRefill", ""), kInvalidState);
@@ -309,7 +309,7 @@ TEST(RefillSession, CancelAndTheGuidedThecalctlSessionAndOneCallRefillKeepsWorki
   EXPECT_EQ(p.logged("refill_cancelled").size(), 3u);
 }
 
-TEST(RefillSession, UnfinishedAfterFifteenMinutesAndARestartComesBackInTheSession) {
+TEST(DaemonRefillSession, UnfinishedAfterFifteenMinutesAndARestartComesBackInTheSession) {
   Pump p;
   ASSERT_NO_FATAL_FAILURE(p.infusing());
   ASSERT_EQ(p.c().call(kPump, "BeginRefill", ""), "");
@@ -326,7 +326,7 @@ TEST(RefillSession, UnfinishedAfterFifteenMinutesAndARestartComesBackInTheSessio
   EXPECT_TRUE(wait_until([&] { return !p.has_alarm("refill_unfinished"); }, 5'000)) << p.alarms();
 }
 
-TEST(AlarmTest, ThecalctlTestAlarmIsLoggedAndRaisesNothing) {
+TEST(DaemonAlarmTest, ThecalctlTestAlarmIsLoggedAndRaisesNothing) {
   Pump p;
   ASSERT_NO_FATAL_FAILURE(p.infusing());
   const std::string before = p.alarms();
@@ -340,7 +340,7 @@ TEST(AlarmTest, ThecalctlTestAlarmIsLoggedAndRaisesNothing) {
   EXPECT_EQ(p.state(), "infusing");
 }
 
-TEST(SolutionStability, ExpiresAtTheLibrarysDaysAlarmsThenClearsAtTheNextRefill) {
+TEST(DaemonSolutionStability, ExpiresAtTheLibrarysDaysAlarmsThenClearsAtTheNextRefill) {
   // The shipped library: ziconotide 40 days.
   {
     Pump p;
@@ -375,7 +375,7 @@ TEST(SolutionStability, ExpiresAtTheLibrarysDaysAlarmsThenClearsAtTheNextRefill)
   EXPECT_GT(p.c().get_u64(kPump, "SolutionExpiresUsec"), expires);
 }
 
-TEST(RiskEvents, ALongStopAndAnEmptyReservoirAreLogged) {
+TEST(DaemonRiskEvents, ALongStopAndAnEmptyReservoirAreLogged) {
   Pump p;
   ASSERT_NO_FATAL_FAILURE(p.infusing("prescription-continuous.yaml", "0.3 mL"));
   // 80 uL after priming at 150 uL/day: empty within a simulated day.
