@@ -601,7 +601,6 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
   } else {
     (void)transition(Trigger::refill, now, cmd.caller.uid);
   }
-  update_timed_alarms(now);  // a new fill: solution_expired clears
   Event e = make_event(EventType::refill, now.mono, now.wall, cmd.caller.uid);
   e.volume = cmd.volume;
   e.volume2 = cmd.withdrawn;
@@ -615,6 +614,7 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
   // After the refill record, so that the log reads: the figures, then the alarm.
   if (flagged) raise_alarm(AlarmCode::refill_discrepancy, now);
   if (cmd.plan != nullptr) emit_simple(EventType::prescription_loaded, now, cmd.caller.uid);
+  update_timed_alarms(now);  // a new fill: solution_expired clears (after the refill record)
   Reply r;
   r.id = cmd.id;
   return r;
