@@ -586,6 +586,7 @@ std::optional<std::string> ask(const std::string& prompt) {
   std::cout << prompt << std::flush;
   std::string line;
   if (!std::getline(std::cin, line)) return std::nullopt;
+  if (isatty(STDIN_FILENO) == 0) std::cout << line << "\n";  // a transcript that reads like a session
   line.erase(0, line.find_first_not_of(" \t"));
   line.erase(line.find_last_not_of(" \t\r") + 1);
   return line;
