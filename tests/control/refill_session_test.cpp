@@ -360,6 +360,38 @@ TEST(SolutionStability, ExpiresAtFillPlusMaxDaysCapsRefillDueAndClearsAtTheNextR
   EXPECT_EQ(h.st().solution_expires, h.now.wall + days(40));
 }
 
+TEST(SolutionStability, FastForwardRaisesSolutionExpiredAtTheSameCycleAsTicking) {
+  auto run = [](bool ff) {
+    Harness h;
+    auto plan = continuous_plan(mcg_per_day(10), mcg_per_mL(100), mcg(19.2));
+    plan.max_in_reservoir = hours(25);
+    h.ready(plan, true);
+    const Duration period = seconds(1);
+    const std::int64_t cycles = 26 * 3600;
+    if (ff) {
+      IdealPlant plant;
+      plant.in = h.in;
+      plant.steps = static_cast<std::uint64_t>(h.in.encoder_pulses) * h.board.steps_per_encoder_pulse;
+      std::int64_t left = cycles;
+      while (left > 0) {
+        const FastForward r = h.core->fast_forward(h.now, period, left, plant);
+        h.now = r.now;
+        left -= r.cycles;
+        h.drain();
+      }
+    } else {
+      for (std::int64_t i = 0; i < cycles; ++i) h.cycle(period);
+    }
+    std::int64_t at = 0;
+    for (const auto& x : h.events) {
+      if (x.type == EventType::alarm_raised && x.alarm == AlarmCode::solution_expired) at = to_usec(x.mono);
+    }
+    EXPECT_NE(at, 0);
+    return at;
+  };
+  EXPECT_EQ(run(true), run(false));
+}
+
 TEST(SolutionStability, WithoutALimitNothingExpires) {
   Harness h;
   h.ready(plan_1_2(), true);
