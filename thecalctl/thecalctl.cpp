@@ -649,7 +649,8 @@ int guided_refill(sd_bus* bus, const std::string& prescription_text) {
               << human_conc(before.conc) << "); the pump follows the concentration at the tip, so the prescribed "
               << "mass rate holds while it is pushed through";
     if (before.basal > 0) {
-      const double hours = after.catheter_ul / (before.basal / before.conc) * 24.0;  // uL / (uL/day)
+      const double ul_per_day = before.basal / before.conc * 1000.0;  // (mcg/day) / (mcg/mL)
+      const double hours = after.catheter_ul / ul_per_day * 24.0;
       std::cout << " (about " << fmt("%.1f", hours) << " h at the basal rate)";
     }
     std::cout << ".\n";

@@ -305,7 +305,21 @@ TEST(DaemonRefillSession, CancelAndTheGuidedThecalctlSessionAndOneCallRefillKeep
   r = p.ctl({"refill", "--withdrawn", "20 mL", "20 mL"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(p.state(), "infusing");
-  EXPECT_EQ(p.logged("refill").size(), 3u);
+  // Guided, with a new concentration: the bridge, computed from the catheter and the rate
+  // (220 uL at 1.5 mg/day of 10 mg/mL = 150 uL/day: 35.2 h).
+  std::string half = read_text(source_dir() + "/examples/prescription-continuous.yaml");
+  const auto at = half.find("concentration: 10 mg/mL");
+  ASSERT_NE(at, std::string::npos);
+  half.replace(at, 23, "concentration: 20 mg/mL");
+  write_text(p.dir.path() + "/double.yaml", half);
+  r = p.ctl_with_input("19.9 mL\\n20 mL\\n", "refill --prescription " + p.dir.path() + "/double.yaml");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("Bridge: the catheter still holds 220.0 uL of the old solution (10 mg/mL)"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("(about 35.2 h at the basal rate)"), std::string::npos) << r.out;
+  EXPECT_DOUBLE_EQ(p.c().get_double(kPump, "ConcentrationMcgPerMl"), 20'000.0);
+  EXPECT_EQ(p.state(), "infusing");
+  EXPECT_EQ(p.logged("refill").size(), 4u);
   EXPECT_EQ(p.logged("refill_cancelled").size(), 3u);
 }
 
