@@ -134,9 +134,35 @@ DescribedEvent describe(const Event& e) {
     case EventType::budget_exhausted:
     case EventType::bolus_cancelled:
     case EventType::periodic_skipped:
-    case EventType::catheter_replaced:
     case EventType::suspend_extended:
       d.priority = 5;
+      break;
+    case EventType::catheter_revised:
+      d.detail = "catheter dead volume " + fmt("%.1f uL", to_uL(e.volume2)) + " -> " + fmt("%.1f uL", to_uL(e.volume)) +
+                 ": the catheter is empty, no drug reaches the tip until it is primed";
+      d.priority = 4;
+      break;
+    case EventType::refill_begun:
+      d.detail = "refill session begun from " + std::string(to_string(e.old_state)) + ": motor stopped";
+      d.priority = 5;
+      break;
+    case EventType::refill_cancelled:
+      d.detail = "refill session cancelled: back to " + std::string(to_string(e.new_state));
+      d.priority = 5;
+      break;
+    case EventType::alarm_test:
+      d.detail = "high, medium and low alarm patterns sounded once each (" + fmt("%.1f s", to_seconds(e.duration)) + ")";
+      d.priority = 5;
+      break;
+    case EventType::risk_event:
+      if (e.index == kRiskLongStop) {
+        d.detail = "delivery resumed after a stop of " + fmt("%.1f h", to_seconds(e.duration) / 3600.0) +
+                   " (over 48 h): a reported risk factor for over-infusion, reassess the dose";
+      } else {
+        d.detail = "the reservoir ran empty (" + fmt("%.1f uL", to_uL(e.volume)) +
+                   " left): a reported risk factor for over-infusion at the next refill";
+      }
+      d.priority = 4;
       break;
   }
   return d;

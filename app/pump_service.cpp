@@ -145,6 +145,28 @@ void PumpService::replace_battery(const Identity& who, Completion done) {
 void PumpService::export_therapy(const Identity& who, Completion done) {
   simple(who, CommandKind::export_therapy, std::move(done));
 }
+void PumpService::begin_refill(const Identity& who, Completion done) {
+  simple(who, CommandKind::begin_refill, std::move(done));
+}
+void PumpService::cancel_refill(const Identity& who, Completion done) {
+  simple(who, CommandKind::cancel_refill, std::move(done));
+}
+void PumpService::test_alarm(const Identity& who, Completion done) { simple(who, CommandKind::test_alarm, std::move(done)); }
+
+void PumpService::revise_catheter(const Identity& who, Volume volume, Completion done) {
+  const double ul = to_uL(volume);
+  if (!std::isfinite(ul) || ul <= 0 || ul > PumpCore::kMaxCatheterUl) {
+    char buf[112];
+    (void)std::snprintf(buf, sizeof buf, "catheter volume must be within 0 < volume <= 2000 uL, got %g", ul);
+    return complete(done, ErrorCode::out_of_range, buf);
+  }
+  Command c = command(CommandKind::revise_catheter, who);
+  c.volume = volume;
+  auto p = std::make_unique<Pending>();
+  p->done = std::move(done);
+  p->uid = who.uid;
+  (void)submit(c, std::move(p));
+}
 
 void PumpService::suspend(const Identity& who, Duration duration, Completion done) {
   if (to_usec(duration) < 0 || static_cast<std::uint64_t>(to_usec(duration)) > kMaxSuspendUs) {

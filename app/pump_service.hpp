@@ -113,6 +113,10 @@ class PumpService {
   void replace_battery(const Identity& who, Completion done);
   void export_therapy(const Identity& who, Completion done);
   void import_therapy(const Identity& who, std::string_view document, Completion done);
+  void begin_refill(const Identity& who, Completion done);
+  void cancel_refill(const Identity& who, Completion done);
+  void revise_catheter(const Identity& who, Volume volume, Completion done);
+  void test_alarm(const Identity& who, Completion done);
 
   // ---- calls answered at once ----
   [[nodiscard]] config::Problems validate_prescription(std::string_view yaml) const;

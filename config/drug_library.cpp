@@ -85,7 +85,8 @@ LoadedDrugLibrary parse_drug_library(std::string_view text, const std::string& f
     const auto items = read_list(doc, *list);
     if (list->kind == YamlNode::Kind::seq && items.empty()) doc.problem(*list, "the library lists no drug");
     for (const YamlNode* item : items) {
-      MapReader m(doc, item, {"name", "aliases", "max_concentration", "hard_max_daily", "soft_max_daily"});
+      MapReader m(doc, item, {"name", "aliases", "max_concentration", "hard_max_daily", "soft_max_daily",
+                                    "max_days_in_reservoir"});
       if (!m.valid()) continue;
       Drug d;
       if (const YamlNode* p = m.require("name")) {
@@ -111,7 +112,25 @@ LoadedDrugLibrary parse_drug_library(std::string_view text, const std::string& f
       if (hard && soft && *soft > *hard) {
         doc.problem(*soft_node, "the soft maximum is above the hard maximum");
       }
-      if (conc && hard && soft) {
+      // Optional, with its citation like the figures above (not part of `verified`, which
+      // is about the three dose figures).
+      bool stability_ok = true;
+      if (const YamlNode* n = m.get("max_days_in_reservoir")) {
+        MapReader f(doc, n, {"value", "source", "verified"});
+        stability_ok = false;
+        std::optional<Duration> v;
+        if (const YamlNode* p = f.require("value")) v = read_duration(doc, *p, Sign::positive);
+        std::optional<std::string> src;
+        if (const YamlNode* p = f.require("source")) src = read_string(doc, *p);
+        std::optional<bool> ver;
+        if (const YamlNode* p = f.require("verified")) ver = read_bool(doc, *p);
+        if (v && src && ver) {
+          d.max_in_reservoir = *v;
+          d.source += "; max_days_in_reservoir: " + *src + (*ver ? "" : " (unverified)");
+          stability_ok = true;
+        }
+      }
+      if (conc && hard && soft && stability_ok) {
         d.max_concentration = *conc;
         d.hard_max_daily = *hard;
         d.soft_max_daily = *soft;

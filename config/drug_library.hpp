@@ -17,6 +17,9 @@ struct Drug {
   Concentration max_concentration;
   Mass hard_max_daily;
   Mass soft_max_daily;
+  /// max_days_in_reservoir (optional): the solution's stability in the reservoir from the
+  /// drug's label; a refill is due that long after the fill (SPEC 3.2, S13).  0: none.
+  Duration max_in_reservoir{0};
   std::string source;  // citation; says "unverified" where it is
   /// Added: true only when every one of the three figures is marked verified in the file.
   bool verified = false;

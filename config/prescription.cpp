@@ -181,6 +181,7 @@ void read_drug(Document& doc, const YamlNode* n, const PrescriptionContext& ctx,
         doc.problem(*p, "unknown drug " + in_quotes(*s) + " (the drug library has: " + known + ")");
       } else {
         d.plan.drug = d.drug->name;
+        d.plan.max_in_reservoir = d.drug->max_in_reservoir;
       }
     }
   }
@@ -602,6 +603,10 @@ std::string summarize(const TherapyPlan& plan, const BoardParams& board) {
   line("Reservoir:  " + format_number(to_mL(plan.reservoir_capacity)) + " mL, low alarm at " +
        format_number(to_mL(plan.low_alarm)) + " mL: " + format_number(usable / total_ul_day) +
        " days to the low alarm with every dose taken, " + format_number(usable / basal_ul_day) + " on basal only");
+  if (plan.max_in_reservoir > Duration{0}) {
+    line("Stability:  " + format_number(to_seconds(plan.max_in_reservoir) / 86400.0) +
+         " days in the reservoir (drug library max_days_in_reservoir): refill by then whatever is left");
+  }
   const double prime_min = to_uL(plan.catheter_volume) / to_uL_per_h(board.prime_rate) * 60.0;
   line("Catheter:   " + format_number(to_uL(plan.catheter_volume)) + " uL dead volume; priming at " +
        format_number(to_uL_per_h(board.prime_rate)) + " uL/h takes " + format_number(prime_min) + " min");

@@ -28,6 +28,10 @@ enum class AlarmCode : std::uint8_t {
   restart,             // low: the daemon restarted
   prescription_rejected,  // low
   trial_finished,      // low: information
+  // Added by issue 17, after the others so that a journal of format 1 keeps its indices.
+  catheter_port_injection,  // high: pressure high while refilling (S12)
+  refill_unfinished,   // medium: a refill session open for 15 min (S12)
+  solution_expired,    // medium: past the drug's max_days_in_reservoir (S13)
   count_,
 };
 
@@ -44,11 +48,14 @@ constexpr std::string_view to_string(AlarmCode c) {
     case AlarmCode::state_lost: return "state_lost";
     case AlarmCode::battery_eos: return "battery_eos";
     case AlarmCode::storage_fault: return "storage_fault";
+    case AlarmCode::catheter_port_injection: return "catheter_port_injection";
     case AlarmCode::reservoir_low: return "reservoir_low";
     case AlarmCode::battery_eri: return "battery_eri";
     case AlarmCode::daily_limit: return "daily_limit";
     case AlarmCode::flow_deviation: return "flow_deviation";
     case AlarmCode::refill_discrepancy: return "refill_discrepancy";
+    case AlarmCode::refill_unfinished: return "refill_unfinished";
+    case AlarmCode::solution_expired: return "solution_expired";
     case AlarmCode::restart: return "restart";
     case AlarmCode::prescription_rejected: return "prescription_rejected";
     case AlarmCode::trial_finished: return "trial_finished";
@@ -67,12 +74,15 @@ constexpr AlarmPriority priority_of(AlarmCode c) {
     case AlarmCode::hardware_fault:
     case AlarmCode::state_lost:
     case AlarmCode::storage_fault:
+    case AlarmCode::catheter_port_injection:
     case AlarmCode::battery_eos: return AlarmPriority::high;
     case AlarmCode::reservoir_low:
     case AlarmCode::battery_eri:
     case AlarmCode::daily_limit:
     case AlarmCode::flow_deviation:
-    case AlarmCode::refill_discrepancy: return AlarmPriority::medium;
+    case AlarmCode::refill_discrepancy:
+    case AlarmCode::refill_unfinished:
+    case AlarmCode::solution_expired: return AlarmPriority::medium;
     case AlarmCode::restart:
     case AlarmCode::prescription_rejected:
     case AlarmCode::trial_finished:
@@ -105,6 +115,7 @@ constexpr AlarmLatch latch_of(AlarmCode c) {
     case AlarmCode::driver_fault:
     case AlarmCode::reservoir_empty:
     case AlarmCode::hardware_fault:
+    case AlarmCode::catheter_port_injection:
     case AlarmCode::battery_eos: return AlarmLatch::latched;
     case AlarmCode::state_lost:
     case AlarmCode::storage_fault:
@@ -116,6 +127,8 @@ constexpr AlarmLatch latch_of(AlarmCode c) {
     case AlarmCode::battery_eri:
     case AlarmCode::daily_limit:
     case AlarmCode::flow_deviation:
+    case AlarmCode::refill_unfinished:
+    case AlarmCode::solution_expired:
     case AlarmCode::count_: break;
   }
   return AlarmLatch::conditional;
@@ -132,12 +145,16 @@ constexpr std::string_view alarm_message(AlarmCode c) {
     case AlarmCode::hardware_fault: return "hardware I/O failure, motor stopped";
     case AlarmCode::state_lost: return "therapy state lost (journal missing or corrupt), pump stopped";
     case AlarmCode::battery_eos: return "battery end of service, motor stopped";
+    case AlarmCode::catheter_port_injection:
+      return "catheter pressure rose while refilling: possible injection into the catheter access port, check the patient now";
     case AlarmCode::storage_fault: return "the journal cannot be written (disk full or I/O error): no new delivery budget, pump stopped";
     case AlarmCode::reservoir_low: return "reservoir low: refill soon";
     case AlarmCode::battery_eri: return "battery elective replacement indicator";
     case AlarmCode::daily_limit: return "rolling 24 h dose limit reached: basal held back";
     case AlarmCode::flow_deviation: return "flow deviation: encoder and commanded volume differ by more than 10 %";
     case AlarmCode::refill_discrepancy: return "refill discrepancy: measured residual differs from the estimate";
+    case AlarmCode::refill_unfinished: return "refill session open for 15 minutes: finish it (Refill) or cancel it (CancelRefill)";
+    case AlarmCode::solution_expired: return "the solution is past its stability in the reservoir: refill now";
     case AlarmCode::restart: return "the pump controller restarted";
     case AlarmCode::prescription_rejected: return "prescription rejected";
     case AlarmCode::trial_finished: return "trial phase finished: delivery stopped";

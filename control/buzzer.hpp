@@ -43,4 +43,30 @@ constexpr bool buzzer_level(BuzzerPattern p, MonoTime since, MonoTime t) {
   return false;
 }
 
+/// TestAlarm (SPEC 4): each priority's pattern once, high, then medium, then low, a second
+/// of silence between them, so that a patient learns them.  `ms` counts from the start.
+inline constexpr std::int64_t kAlarmTestMediumMs = 4400;  // high's last pulse ends at 3400
+inline constexpr std::int64_t kAlarmTestLowMs = 6400;     // medium's last pulse ends at 5400
+inline constexpr std::int64_t kAlarmTestMs = 7000;        // low's last pulse ends here
+
+constexpr BuzzerPattern alarm_test_pattern(std::int64_t ms) {
+  if (ms < 0 || ms >= kAlarmTestMs) return BuzzerPattern::off;
+  if (ms >= kAlarmTestLowMs) return BuzzerPattern::low;
+  if (ms >= kAlarmTestMediumMs) return BuzzerPattern::medium;
+  return BuzzerPattern::high;
+}
+
+/// Buzzer level `ms` after the start of an alarm test: one period's pulses of each pattern.
+constexpr bool alarm_test_level(std::int64_t ms) {
+  const BuzzerPattern p = alarm_test_pattern(ms);
+  if (p == BuzzerPattern::off) return false;
+  const std::int64_t start = p == BuzzerPattern::high ? 0 : p == BuzzerPattern::medium ? kAlarmTestMediumMs : kAlarmTestLowMs;
+  const Cadence c = cadence_of(p);
+  const std::int64_t in = ms - start;
+  for (std::size_t i = 0; i < c.pulses; ++i) {
+    if (in >= c.starts_ms[i] && in < c.starts_ms[i] + c.pulse_ms) return true;
+  }
+  return false;
+}
+
 }  // namespace thecal

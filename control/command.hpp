@@ -32,6 +32,10 @@ enum class CommandKind : std::uint8_t {
   export_state,       // nothing but the state copy into state_out (journal checkpoint)
   export_therapy,     // the same, for ExportTherapy (pump replacement, SPEC 2)
   import_therapy,     // state_in: a therapy exported by another unit; only on a fresh unit
+  begin_refill,       // a refill session: motor stopped, the state before kept (SPEC 4)
+  cancel_refill,      // back to the state before the session, nothing else changed
+  revise_catheter,    // volume: the revised catheter's dead volume; it is empty (S3)
+  test_alarm,         // the high, medium and low patterns once each (nothing raised)
 };
 
 constexpr std::string_view to_string(CommandKind k) {
@@ -52,6 +56,10 @@ constexpr std::string_view to_string(CommandKind k) {
     case CommandKind::export_state: return "export_state";
     case CommandKind::export_therapy: return "export_therapy";
     case CommandKind::import_therapy: return "import_therapy";
+    case CommandKind::begin_refill: return "begin_refill";
+    case CommandKind::cancel_refill: return "cancel_refill";
+    case CommandKind::revise_catheter: return "revise_catheter";
+    case CommandKind::test_alarm: return "test_alarm";
   }
   return "unknown";
 }
@@ -75,10 +83,6 @@ struct Command {
   Duration duration{0};
   AlarmCode alarm = AlarmCode::restart;
   Steps steps;
-  /// prime only: the clinician declares the catheter new or revised (empty).  Without it
-  /// Prime only fills the room the core believes is left, so it never pushes a full
-  /// catheter's drug into the patient at the priming rate.
-  bool catheter_replaced = false;
   /// Any command: after applying it (refused or not) the core copies its whole state here
   /// (owned by the sender until the reply comes back).  The daemon journals that copy and
   /// only then replies on D-Bus, so an acknowledged programming act is durable (SPEC S7).

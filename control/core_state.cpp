@@ -19,14 +19,24 @@ using detail::is_quantity;
 using detail::is_static_vector;
 using detail::is_std_array;
 
-/// The largest valid value of each enum the state holds.
-constexpr std::uint8_t enum_max(PumpState) { return static_cast<std::uint8_t>(PumpState::end_of_service); }
-constexpr std::uint8_t enum_max(Phase) { return static_cast<std::uint8_t>(Phase::maintenance); }
-constexpr std::uint8_t enum_max(BasalMode) { return static_cast<std::uint8_t>(BasalMode::flex); }
+/// The largest valid value of each enum the state holds, in a state of format `format`.
+constexpr std::uint8_t enum_max(PumpState, std::uint32_t format) {
+  return static_cast<std::uint8_t>(format >= 2 ? PumpState::refilling : PumpState::end_of_service);
+}
+constexpr std::uint8_t enum_max(Phase, std::uint32_t /*format*/) { return static_cast<std::uint8_t>(Phase::maintenance); }
+constexpr std::uint8_t enum_max(BasalMode, std::uint32_t /*format*/) { return static_cast<std::uint8_t>(BasalMode::flex); }
+/// How many alarm codes a state of each format has (format 1: the first 17; issue 17
+/// appended the others).
+constexpr std::size_t alarm_count(std::uint32_t format) { return format >= 2 ? kAlarmCount : 17; }
 
 class Writer {
  public:
   std::vector<std::uint8_t> out;
+  [[nodiscard]] static constexpr std::uint32_t format() { return kCoreStateFormat; }
+  template <class T>
+  void plan_field(const char* name, const std::optional<TherapyPlan>& plan, T TherapyPlan::*member) {
+    (*this)(name, plan ? (*plan).*member : T{});
+  }
 
   template <class T>
   void operator()([[maybe_unused]] const char* name, const T& v) {
@@ -65,6 +75,7 @@ class Writer {
   }
   template <class Array>
   void counted(const char* name, const Array& v) {
+    static_assert(std::tuple_size_v<Array> == alarm_count(kCoreStateFormat));
     u32(static_cast<std::uint32_t>(v.size()));
     (*this)(name, v);
   }
@@ -95,6 +106,16 @@ class Reader {
   explicit Reader(std::string_view in) : in_(in) {}
   bool ok = true;
   std::string why;
+  std::uint32_t format_ = kCoreStateFormat;
+  [[nodiscard]] std::uint32_t format() const { return format_; }
+  template <class T>
+  void plan_field(const char* name, std::optional<TherapyPlan>& plan, T TherapyPlan::*member) {
+    T v{};
+    (*this)(name, v);
+    if (!ok) return;
+    if (v < T{} || (!plan && v != T{})) return fail(std::string("bad ") + name);
+    if (plan) (*plan).*member = v;
+  }
 
   void fail(std::string w) {
     if (ok) why = std::move(w);
@@ -110,7 +131,7 @@ class Reader {
       v = b == 1;
     } else if constexpr (std::is_enum_v<T>) {
       const auto e = u8();
-      if (e > enum_max(T{})) fail(std::string("bad ") + name);
+      if (e > enum_max(T{}, format_)) fail(std::string("bad ") + name);
       v = static_cast<T>(e);
     } else if constexpr (std::is_same_v<T, std::uint32_t>) {
       v = u32();
@@ -159,9 +180,10 @@ class Reader {
     }
   }
   template <class Array>
-  void counted(const char* name, Array& v) {
-    if (ok && u32() != v.size()) return fail(std::string(name) + ": a table of another size");
-    (*this)(name, v);
+  void counted(const char* name, Array& v) {  // the alarm table: its size, then its entries
+    const std::size_t n = alarm_count(format_);
+    if (ok && u32() != n) return fail(std::string(name) + ": a table of another size");
+    for (std::size_t i = 0; i < n && i < v.size(); ++i) (*this)(name, v[i]);
   }
   template <class Array>
   void ledger(const char* name, Array& buckets) {
@@ -219,12 +241,18 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
   Reader r(bytes);
   auto s = std::make_unique<CoreState>();
   const std::uint32_t format = r.u32();
-  if (r.ok && format != kCoreStateFormat) {
+  if (r.ok && format != kCoreStateFormat && format != 1) {
     r.fail("core state format " + std::to_string(format) + " is not " + std::to_string(kCoreStateFormat) +
            (format > kCoreStateFormat ? " (written by a newer thecald)" : ""));
   }
+  r.format_ = format;
   detail::core_state_fields(r, *s);
   if (r.ok && !r.at_end()) r.fail("trailing bytes after the core state");
+  if (format < 2) {
+    s->last_fill_wall = s->wall;  // a stability limit counts from the restart, never earlier
+  } else if (r.ok && s->refill_before > PumpState::stopped) {
+    r.fail("bad state before the refill (not one BeginRefill leaves from)");
+  }
   // Physical sanity: nothing negative or non-finite where the core would trust it.
   if (r.ok) {
     const bool bad = !s->reservoir.is_finite() || s->reservoir < uL(0) || !s->reservoir_conc.is_finite() ||

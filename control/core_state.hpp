@@ -92,6 +92,14 @@ struct CoreState {
   Volume last_fill;
   bool has_filled = false;
   double refill_accuracy = 0.0;  // NaN until measured
+
+  // Format 2 (issue 17).  A format-1 state reads as: no revision, no session, filled at
+  // its capture time (so a stability limit counts from the restart, never earlier), no stop.
+  bool catheter_revised = false;          // catheter_capacity is ReviseCatheter's
+  PumpState refill_before = PumpState::idle;  // the state a refill session returns to
+  MonoTime refill_began{};                // the session's start (state refilling)
+  WallTime last_fill_wall{};              // the last fill (S13)
+  std::optional<WallTime> stopped_since;  // delivery stopped at (S14)
 };
 
 /// How a restored state's monotonic times map onto the new run's clock.  The new run
@@ -113,7 +121,7 @@ struct RestoreReport {
 };
 
 /// Binary form: versioned, every length and enum checked on decode.
-inline constexpr std::uint32_t kCoreStateFormat = 1;
+inline constexpr std::uint32_t kCoreStateFormat = 2;  // 1 is still read
 std::vector<std::uint8_t> encode_core_state(const CoreState& s);
 /// nullopt with `err` set if the bytes are not a valid state of a known format.
 std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* err);

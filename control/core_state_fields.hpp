@@ -118,7 +118,10 @@ struct is_quantity<Quantity<M, V, T>> : std::true_type {};
 
 
 /// Calls a(name, field) for every field of `s` (CoreState or const CoreState) in binary
-/// order; a.counted(name, array) and a.ledger(name, buckets) for the two special cases.
+/// order; a.counted(name, array) and a.ledger(name, buckets) for the two special cases of
+/// format 1, a.plan_field(name, plan, member) for a plan field stored after the state (so the
+/// plan's own layout stays), and a.format() for what the bytes hold (the archive's format:
+/// kCoreStateFormat when writing, the one read when reading).
 template <class A, class S>
 void core_state_fields(A& a, S& s) {
   a("mono", s.mono);
@@ -153,6 +156,14 @@ void core_state_fields(A& a, S& s) {
   a("last_fill", s.last_fill);
   a("has_filled", s.has_filled);
   a("refill_accuracy", s.refill_accuracy);
+  if (a.format() >= 2) {  // format 2 (issue 17): appended, so format 1 is still read
+    a.plan_field("max_in_reservoir", s.plan, &TherapyPlan::max_in_reservoir);
+    a("catheter_revised", s.catheter_revised);
+    a("refill_before", s.refill_before);
+    a("refill_began", s.refill_began);
+    a("last_fill_wall", s.last_fill_wall);
+    a("stopped_since", s.stopped_since);
+  }
 }
 
 }  // namespace thecal::detail

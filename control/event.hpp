@@ -35,8 +35,12 @@ enum class EventType : std::uint8_t {
   periodic_skipped,     // index: which periodic dose; refusal says why (invalid_state:
                         // not infusing / already running, lockout_active: spacing)
   command_refused,      // command, refusal: a programming act that changed nothing
-  catheter_replaced,    // the clinician declared the catheter new or revised (prime)
+  catheter_revised,     // ReviseCatheter: volume (new dead volume), volume2 (old)
   suspend_extended,     // a drug change made a timed suspend open-ended
+  refill_begun,         // BeginRefill: old_state (kept for the end of the session)
+  refill_cancelled,     // CancelRefill: new_state (the state returned to)
+  alarm_test,           // TestAlarm: the three patterns sounded once (duration: how long)
+  risk_event,           // S14: index kRiskLongStop (duration: the stop) or kRiskReservoirEmpty
 };
 
 constexpr std::string_view to_string(EventType t) {
@@ -61,8 +65,12 @@ constexpr std::string_view to_string(EventType t) {
     case EventType::bolus_cancelled: return "bolus_cancelled";
     case EventType::periodic_skipped: return "periodic_skipped";
     case EventType::command_refused: return "command_refused";
-    case EventType::catheter_replaced: return "catheter_replaced";
+    case EventType::catheter_revised: return "catheter_revised";
     case EventType::suspend_extended: return "suspend_extended";
+    case EventType::refill_begun: return "refill_begun";
+    case EventType::refill_cancelled: return "refill_cancelled";
+    case EventType::alarm_test: return "alarm_test";
+    case EventType::risk_event: return "risk_event";
   }
   return "unknown";
 }
@@ -80,6 +88,9 @@ constexpr std::string_view to_string(BolusSource s) {
 
 inline constexpr std::uint32_t kSystemUid = 0xFFFFFFFFu;       // the pump itself did it
 inline constexpr std::uint32_t kBolusButtonUid = 0xFFFFFFFEu;  // the patient's bolus button
+/// risk_event kinds (Event::index), SPEC S14.
+inline constexpr std::uint32_t kRiskLongStop = 0;        // delivery resumed after a stop > 48 h
+inline constexpr std::uint32_t kRiskReservoirEmpty = 1;  // the reservoir ran empty
 
 struct Event {
   WallTime when{};

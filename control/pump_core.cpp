@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "control/buzzer.hpp"
 #include "control/local_time.hpp"
 
 namespace thecal {
@@ -62,15 +63,31 @@ void PumpCore::emit_simple(EventType t, Now now, std::uint32_t uid) { emit(make_
 bool PumpCore::transition(Trigger t, Now now, std::uint32_t uid) {
   const auto to = next_state(state_, t);
   if (!to) return false;
-  if (*to != state_) {
-    Event e = make_event(EventType::state_changed, now.mono, now.wall, uid);
-    e.old_state = state_;
-    e.new_state = *to;
-    state_ = *to;
-    stretch_.valid = false;
-    emit(e);
-  }
+  set_state(*to, now, uid);
   return true;
+}
+
+void PumpCore::set_state(PumpState to, Now now, std::uint32_t uid) {
+  if (to == state_) return;
+  Event e = make_event(EventType::state_changed, now.mono, now.wall, uid);
+  e.old_state = state_;
+  e.new_state = to;
+  state_ = to;
+  stretch_.valid = false;
+  emit(e);
+  // S14: a stop of delivery counts from leaving `infusing`; a long one is a risk event
+  // when delivery resumes (the moment a clinician must weigh it).
+  if (e.old_state == PumpState::infusing) stopped_since_ = now.wall;
+  if (to == PumpState::infusing && stopped_since_) {
+    const Duration stop = now.wall - *stopped_since_;
+    stopped_since_.reset();
+    if (stop > kLongStop) {
+      Event r = make_event(EventType::risk_event, now.mono, now.wall, uid);
+      r.index = kRiskLongStop;
+      r.duration = stop;
+      emit(r);
+    }
+  }
 }
 
 void PumpCore::raise_alarm(AlarmCode c, Now now) {
@@ -333,6 +350,10 @@ Reply PumpCore::apply(const Command& cmd, Now now) {
     case CommandKind::export_state: r.id = cmd.id; break;
     case CommandKind::export_therapy: r = do_export(cmd, now); break;
     case CommandKind::import_therapy: r = do_import(cmd, now); break;
+    case CommandKind::begin_refill: r = do_begin_refill(cmd, now); break;
+    case CommandKind::cancel_refill: r = do_cancel_refill(cmd, now); break;
+    case CommandKind::revise_catheter: r = do_revise_catheter(cmd, now); break;
+    case CommandKind::test_alarm: r = do_test_alarm(cmd, now); break;
   }
   publish(now, true);
   if (cmd.state_out != nullptr) export_state(*cmd.state_out, now);
@@ -349,6 +370,7 @@ Reply PumpCore::do_load(const Command& cmd, Now now) {
     return refuse(cmd, now, Refusal::invalid_state,
                   "the reservoir holds the current drug and concentration: a change needs Refill");
   }
+  if (auto m = catheter_mismatch(p)) return refuse(cmd, now, Refusal::invalid_prescription, m->view());
   if (state_ == PumpState::infusing && plan_ && plan_->catheter_volume != p.catheter_volume) {
     return refuse(cmd, now, Refusal::invalid_state, "a change of catheter volume needs the pump suspended and primed");
   }
@@ -371,10 +393,10 @@ Reply PumpCore::do_prime(const Command& cmd, Now now) {
   if (!cmd.volume.is_finite() || cmd.volume <= uL(0)) return refuse(cmd, now, Refusal::out_of_range, "priming volume must be positive");
   if (any_high_alarm()) return refuse(cmd, now, Refusal::invalid_state, "a high alarm is active");
   const Volume vps = step_volume();
-  const Volume room = cmd.catheter_replaced ? catheter_.capacity() : catheter_.capacity() - catheter_.contents();
+  const Volume room = catheter_.capacity() - catheter_.contents();
   if (room < vps) {
     return refuse(cmd, now, Refusal::invalid_state,
-                  "the catheter is already primed (declare a new or revised catheter to prime it again)");
+                  "the catheter is already primed (after a catheter revision, ReviseCatheter empties it)");
   }
   const auto steps = static_cast<std::int64_t>(std::ceil(cmd.volume / vps - 1e-9));
   const Volume v = vps * static_cast<double>(steps);
@@ -386,10 +408,6 @@ Reply PumpCore::do_prime(const Command& cmd, Now now) {
     return refuse(cmd, now, Refusal::out_of_range, m.view());
   }
   if (v > reservoir_) return refuse(cmd, now, Refusal::reservoir_low, "the reservoir holds less than the priming volume");
-  if (cmd.catheter_replaced) {
-    catheter_.clear();
-    emit_simple(EventType::catheter_replaced, now, cmd.caller.uid);
-  }
   stop_delivery(now, cmd.caller.uid);
   prime_prog_left_ = v;
   prime_steps_left_ = steps;
@@ -529,13 +547,24 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
     if (is_trial(*cmd.plan) && *cmd.plan->trial_ends <= now.wall) {
       return refuse(cmd, now, Refusal::invalid_prescription, "trial.ends is not in the future");
     }
+    if (auto m = catheter_mismatch(*cmd.plan)) return refuse(cmd, now, Refusal::invalid_prescription, m->view());
   }
   if (!cmd.volume.is_finite() || !cmd.withdrawn.is_finite() || cmd.volume <= uL(0) || cmd.withdrawn < uL(0) ||
-      cmd.volume > next->reservoir_capacity ||
       cmd.withdrawn > (plan_ ? plan_->reservoir_capacity : next->reservoir_capacity) * 1.1) {
-    return refuse(cmd, now, Refusal::out_of_range, "refill volume must be positive and within the reservoir capacity");
+    return refuse(cmd, now, Refusal::out_of_range, "refill volumes must be positive numbers of uL (withdrawn may be 0)");
+  }
+  if (cmd.volume > next->reservoir_capacity) {
+    // Overfilling is a known cause of over-infusion (SPEC 4).
+    FixedString<160> m;
+    m.append("refill volume ").append(static_cast<std::int64_t>(std::ceil(to_uL(cmd.volume))))
+        .append(" uL is beyond the reservoir capacity of ")
+        .append(static_cast<std::int64_t>(std::floor(to_uL(next->reservoir_capacity)))).append(" uL");
+    return refuse(cmd, now, Refusal::out_of_range, m.view());
   }
   const bool drug_change = plan_ && cmd.plan != nullptr && !(plan_->drug == cmd.plan->drug);
+  const bool in_session = state_ == PumpState::refilling;
+  // Outside a session, a Refill is a session of one call: what BeginRefill stops stops.
+  if (state_ == PumpState::infusing) stop_delivery(now, cmd.caller.uid);
   // The refill check (SPEC 2): the measured residual against the estimate.
   double accuracy = std::nan("");
   const Volume estimate = reservoir_;  // the pump's estimate of the residual
@@ -558,13 +587,20 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
   reservoir_ = cmd.volume;
   reservoir_conc_ = plan_->concentration;
   last_fill_ = cmd.volume;
+  last_fill_wall_ = now.wall;
   pumped_since_refill_ = uL(0);
   has_filled_ = true;
   if (drug_change && suspend_until_) {
     suspend_until_.reset();  // a change of drug stays suspended until Resume
     emit_simple(EventType::suspend_extended, now, cmd.caller.uid);
   }
-  (void)transition(Trigger::refill, now, cmd.caller.uid);
+  if (in_session) {
+    end_refill_session(now, cmd.caller.uid, drug_change);
+  } else if (state_ == PumpState::infusing && drug_change) {
+    set_state(PumpState::suspended, now, cmd.caller.uid);  // a change of drug: until Resume
+  } else {
+    (void)transition(Trigger::refill, now, cmd.caller.uid);
+  }
   Event e = make_event(EventType::refill, now.mono, now.wall, cmd.caller.uid);
   e.volume = cmd.volume;
   e.volume2 = cmd.withdrawn;
@@ -578,6 +614,7 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
   // After the refill record, so that the log reads: the figures, then the alarm.
   if (flagged) raise_alarm(AlarmCode::refill_discrepancy, now);
   if (cmd.plan != nullptr) emit_simple(EventType::prescription_loaded, now, cmd.caller.uid);
+  update_timed_alarms(now);  // a new fill: solution_expired clears (after the refill record)
   Reply r;
   r.id = cmd.id;
   return r;
@@ -639,6 +676,105 @@ Reply PumpCore::do_raise_alarm(const Command& cmd, Now now) {
   return r;
 }
 
+// ---- issue 17: refill session, catheter revision, alarm test ----------------------------
+
+Reply PumpCore::do_begin_refill(const Command& cmd, Now now) {
+  if (!next_state(state_, Trigger::begin_refill)) return refuse_state(cmd, now, Trigger::begin_refill);
+  stop_delivery(now, cmd.caller.uid);  // the motor stops; an active bolus is cancelled
+  refill_before_ = state_;
+  refill_began_ = now.mono;
+  Event e = make_event(EventType::refill_begun, now.mono, now.wall, cmd.caller.uid);
+  emit(e);
+  (void)transition(Trigger::begin_refill, now, cmd.caller.uid);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+Reply PumpCore::do_cancel_refill(const Command& cmd, Now now) {
+  if (!next_state(state_, Trigger::cancel_refill)) return refuse_state(cmd, now, Trigger::cancel_refill);
+  end_refill_session(now, cmd.caller.uid, false);
+  Event e = make_event(EventType::refill_cancelled, now.mono, now.wall, cmd.caller.uid);
+  emit(e);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+void PumpCore::end_refill_session(Now now, std::uint32_t uid, bool drug_change) {
+  PumpState to = refill_before_;
+  if (drug_change && to == PumpState::infusing) to = PumpState::suspended;
+  // A high alarm raised during the session (catheter_port_injection, ...) stops what it
+  // would have stopped: delivery resumes only by Resume (S4).
+  if (any_high_alarm()) {
+    if (auto h = next_state(to, Trigger::high_alarm)) to = *h;
+  }
+  set_state(to, now, uid);
+  update_timed_alarms(now);
+}
+
+std::optional<FixedString<160>> PumpCore::catheter_mismatch(const TherapyPlan& p) const {
+  if (!catheter_revised_) return std::nullopt;
+  const double have = to_uL(catheter_.capacity());
+  if (std::abs(to_uL(p.catheter_volume) - have) <= 1e-6) return std::nullopt;
+  FixedString<160> m;
+  m.append("catheter.volume (").append(static_cast<std::int64_t>(std::llround(to_uL(p.catheter_volume))))
+      .append(" uL) is not the revised catheter's (").append(static_cast<std::int64_t>(std::llround(have)))
+      .append(" uL, ReviseCatheter)");
+  return m;
+}
+
+std::optional<WallTime> PumpCore::solution_expires() const {
+  if (!plan_ || !has_filled_ || plan_->max_in_reservoir <= Duration{0}) return std::nullopt;
+  return last_fill_wall_ + plan_->max_in_reservoir;
+}
+
+void PumpCore::update_timed_alarms(Now now) {
+  set_cause(AlarmCode::refill_unfinished,
+            state_ == PumpState::refilling && now.mono - refill_began_ >= kRefillUnfinished, true, now);
+  const auto exp = solution_expires();
+  set_cause(AlarmCode::solution_expired, exp && now.wall >= *exp, true, now);
+}
+
+Reply PumpCore::do_revise_catheter(const Command& cmd, Now now) {
+  if (!cmd.volume.is_finite() || cmd.volume <= uL(0) || cmd.volume > uL(kMaxCatheterUl)) {
+    return refuse(cmd, now, Refusal::out_of_range, "catheter volume must be within 0 < volume <= 2000 uL");
+  }
+  if (!next_state(state_, Trigger::revise_catheter)) return refuse_state(cmd, now, Trigger::revise_catheter);
+  const Volume old = catheter_.capacity();
+  stop_delivery(now, cmd.caller.uid);
+  catheter_.set_capacity(cmd.volume);
+  catheter_.clear();  // the new catheter holds no drug until primed (S3)
+  catheter_revised_ = true;
+  suspend_until_.reset();
+  Event e = make_event(EventType::catheter_revised, now.mono, now.wall, cmd.caller.uid);
+  e.volume = cmd.volume;
+  e.volume2 = old;
+  emit(e);
+  (void)transition(Trigger::revise_catheter, now, cmd.caller.uid);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
+Reply PumpCore::do_test_alarm(const Command& cmd, Now now) {
+  for (std::size_t i = 0; i < kAlarmCount; ++i) {
+    const auto& a = alarms_[i];
+    if (a.active && priority_of(static_cast<AlarmCode>(i)) == AlarmPriority::high &&
+        !(a.acknowledged && now.mono < a.silenced_until)) {
+      return refuse(cmd, now, Refusal::invalid_state, "a high alarm is sounding: the test would hide it");
+    }
+  }
+  if (alarm_test_since_) return refuse(cmd, now, Refusal::invalid_state, "an alarm test is sounding already");
+  alarm_test_since_ = now.mono;
+  Event e = make_event(EventType::alarm_test, now.mono, now.wall, cmd.caller.uid);
+  e.duration = msec(kAlarmTestMs);
+  emit(e);
+  Reply r;
+  r.id = cmd.id;
+  return r;
+}
+
 // ---- status ----------------------------------------------------------------------------
 
 void PumpCore::compute_slow_status(Now now) {
@@ -655,6 +791,10 @@ void PumpCore::compute_slow_status(Now now) {
       const double us = std::min(d * 86400e6, 100.0 * 365 * 86400e6);
       s.refill_due = now.wall + Duration{static_cast<std::int64_t>(us)};
     }
+  }
+  // S13: never later than the solution's stability date.
+  if (const auto exp = solution_expires(); exp && (s.refill_due == WallTime{} || *exp < s.refill_due)) {
+    s.refill_due = *exp;
   }
   // Next patient bolus: lockout, count and room in the rolling 24 h (0: now).
   s.next_patient_bolus = WallTime{};
@@ -740,6 +880,11 @@ void PumpCore::publish(Now now, bool slow) {
   s.last_fill = last_fill_;
   s.buzzer_pattern = sound_pattern_;
   s.events_dropped = events_dropped_;
+  s.catheter_volume = catheter_.capacity();
+  s.solution_expires = solution_expires().value_or(WallTime{});
+  s.refill_began = state_ == PumpState::refilling ? to_wall(refill_began_, now) : WallTime{};
+  s.refill_before = refill_before_;
+  s.alarm_test = alarm_test_since_.has_value();
   if (slow || now.mono >= next_slow_) compute_slow_status(now);
 }
 

@@ -90,6 +90,12 @@ class PumpCore {
   static constexpr std::int64_t kFlowMinPulses = 30;
   static constexpr Duration kSlowStatusPeriod = seconds(1);
   static constexpr std::size_t kMaxSegmentsPerCycle = 256;
+  /// A refill session open this long raises refill_unfinished (S12).
+  static constexpr Duration kRefillUnfinished = minutes(15);
+  /// A stop of delivery longer than this is a risk_event when delivery resumes (S14).
+  static constexpr Duration kLongStop = hours(48);
+  /// ReviseCatheter's upper bound (SPEC 4).
+  static constexpr double kMaxCatheterUl = 2000.0;
 
   PumpCore(const BoardParams& board, Now now);
   PumpCore(const PumpCore&) = delete;
@@ -206,6 +212,19 @@ class PumpCore {
   Reply do_import(const Command& cmd, Now now);
   Reply do_export(const Command& cmd, Now now);
   Reply do_raise_alarm(const Command& cmd, Now now);
+  Reply do_begin_refill(const Command& cmd, Now now);
+  Reply do_cancel_refill(const Command& cmd, Now now);
+  Reply do_revise_catheter(const Command& cmd, Now now);
+  Reply do_test_alarm(const Command& cmd, Now now);
+  /// Leaves a refill session for the state kept at BeginRefill (suspended instead of
+  /// infusing after a change of drug; the high-alarm state if a high alarm stands).
+  void end_refill_session(Now now, std::uint32_t uid, bool drug_change);
+  /// A prescription's catheter volume must be the revised one after ReviseCatheter.
+  [[nodiscard]] std::optional<FixedString<160>> catheter_mismatch(const TherapyPlan& p) const;
+  /// Last fill + the plan's max_in_reservoir (S13); none without a fill or a limit.
+  [[nodiscard]] std::optional<WallTime> solution_expires() const;
+  /// refill_unfinished and solution_expired, from time (every tick and after a refill).
+  void update_timed_alarms(Now now);
   Reply refuse(const Command& cmd, Now now, Refusal why, std::string_view message);
   Reply refuse_state(const Command& cmd, Now now, Trigger t);
   /// Checks shared by Start and Resume: plan, catheter, reservoir, alarms, trial.
@@ -242,6 +261,9 @@ class PumpCore {
   void emit_simple(EventType t, Now now, std::uint32_t uid);
   /// Takes the transition for `t` if the table has one; returns whether it did.
   bool transition(Trigger t, Now now, std::uint32_t uid);
+  /// Every change of state goes through here: the state_changed event and the long-stop
+  /// bookkeeping of S14.
+  void set_state(PumpState to, Now now, std::uint32_t uid);
   void raise_alarm(AlarmCode c, Now now);
   void clear_alarm(AlarmCode c, Now now);
   void set_cause(AlarmCode c, bool present, bool may_raise, Now now);
@@ -335,6 +357,15 @@ class PumpCore {
   double refill_accuracy_ = 0.0;
   bool heartbeat_ = false;
   bool bolus_button_was_ = false;
+
+  // issue 17 (persistent: core_state.hpp)
+  bool catheter_revised_ = false;       // the dead volume in force is ReviseCatheter's
+  PumpState refill_before_ = PumpState::idle;
+  MonoTime refill_began_{};
+  WallTime last_fill_wall_{};           // when the reservoir was last filled (S13)
+  std::optional<WallTime> stopped_since_;  // delivery stopped (left infusing) at (S14)
+  // not persistent: an alarm test in progress (a restart ends it)
+  std::optional<MonoTime> alarm_test_since_;
 
   std::array<Event, kEventCapacity> events_{};
   std::size_t ev_head_ = 0;

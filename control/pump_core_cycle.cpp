@@ -97,12 +97,24 @@ void PumpCore::supervise(Now now, const SensorInputs& in) {
   const bool infusing = state_ == PumpState::infusing;
   const auto stall_steps =
       static_cast<std::int64_t>(board_.stall_pulses) * static_cast<std::int64_t>(board_.steps_per_encoder_pulse);
-  set_cause(AlarmCode::occlusion, in.occlusion, true, now);
+  // S12: while refilling the motor is stopped, so a pressure-high input means fluid pushed
+  // into the catheter (an injection into its access port): that alarm, not an occlusion.
+  const bool refilling = state_ == PumpState::refilling;
+  set_cause(AlarmCode::occlusion, in.occlusion, !refilling, now);
+  set_cause(AlarmCode::catheter_port_injection, in.occlusion, refilling, now);
   set_cause(AlarmCode::disconnect, in.disconnect && infusing, true, now);
   set_cause(AlarmCode::motor_stall, stall_steps > 0 && steps_since_pulse_ >= stall_steps, true, now);
   set_cause(AlarmCode::driver_fault, in.driver_fault, true, now);
   set_cause(AlarmCode::hardware_fault, !in.hardware_ok, true, now);
+  const bool was_empty = alarm_active(AlarmCode::reservoir_empty);
   set_cause(AlarmCode::reservoir_empty, plan_.has_value() && reservoir_ < step_volume(), delivering, now);
+  if (!was_empty && alarm_active(AlarmCode::reservoir_empty)) {
+    Event r = make_event(EventType::risk_event, now.mono, now.wall, kSystemUid);  // S14
+    r.index = kRiskReservoirEmpty;
+    r.volume = reservoir_;
+    emit(r);
+  }
+  update_timed_alarms(now);
   if (plan_) set_cause(AlarmCode::reservoir_low, reservoir_ <= plan_->low_alarm, true, now);
   if (alarm_active(AlarmCode::daily_limit) && plan_) {
     // Clear once one more step would fit again.
@@ -196,7 +208,8 @@ void PumpCore::on_instant(MonoTime t, Duration offset) {
         e.duration = d.duration;
         e.index = static_cast<std::uint32_t>(i);
         emit(e);
-      } else if (state_ == PumpState::infusing || state_ == PumpState::suspended || state_ == PumpState::stopped) {
+      } else if (state_ == PumpState::infusing || state_ == PumpState::suspended || state_ == PumpState::stopped ||
+                 state_ == PumpState::refilling) {
         Event e = make_event(EventType::periodic_skipped, n.mono, n.wall, kSystemUid);
         e.index = static_cast<std::uint32_t>(i);
         e.refusal = why;
@@ -475,6 +488,16 @@ void PumpCore::update_alarm_sound(Now now, Actuation& out) {
   }
   out.buzzer_pattern = p;
   out.buzzer = buzzer_level(p, sound_since_, now.mono);
+  // TestAlarm: its patterns own the buzzer for their 7 s, unless a high alarm sounds.
+  if (alarm_test_since_) {
+    const std::int64_t ms = (to_usec(now.mono) - to_usec(*alarm_test_since_)) / 1000;
+    if (ms >= kAlarmTestMs || p == BuzzerPattern::high) {
+      alarm_test_since_.reset();
+    } else {
+      out.buzzer_pattern = alarm_test_pattern(ms);
+      out.buzzer = alarm_test_level(ms);
+    }
+  }
 }
 
 }  // namespace thecal

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "control/buzzer.hpp"
 #include "control/pump_core.hpp"
 
 namespace thecal {
@@ -79,6 +80,10 @@ std::int64_t PumpCore::next_active_cycle(Now now, Duration period, std::int64_t 
   for (const auto& a : alarms_) {
     if (a.active && a.acknowledged && a.silenced_until > now.mono) consider(a.silenced_until);
   }
+  // Issue 17: the end of an alarm test, refill_unfinished, solution_expired.
+  if (alarm_test_since_) consider(*alarm_test_since_ + msec(kAlarmTestMs));
+  if (state_ == PumpState::refilling) consider(refill_began_ + kRefillUnfinished);
+  if (const auto exp = solution_expires(); exp && *exp > now.wall) consider(now.mono + (*exp - now.wall));
   if (alarm_active(AlarmCode::daily_limit) || daily_hold_) {
     const std::int64_t minute = to_usec(RollingLedger::kBucket);
     const std::int64_t us = to_usec(now.mono);

@@ -54,6 +54,11 @@ void PumpCore::export_state(CoreState& out, Now now) const {
   out.last_fill = last_fill_;
   out.has_filled = has_filled_;
   out.refill_accuracy = refill_accuracy_;
+  out.catheter_revised = catheter_revised_;
+  out.refill_before = refill_before_;
+  out.refill_began = refill_began_;
+  out.last_fill_wall = last_fill_wall_;
+  out.stopped_since = stopped_since_;
 }
 
 RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& clock, std::int64_t unconfirmed_steps) {
@@ -130,6 +135,14 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
   last_fill_ = in.last_fill;
   has_filled_ = in.has_filled;
   refill_accuracy_ = in.refill_accuracy;
+  catheter_revised_ = in.catheter_revised;
+  // A pump restarted in a refill session comes back in it (motor stopped: the needle may
+  // still be in; refill_unfinished still counts from the session's start).
+  refill_before_ = in.refill_before;
+  refill_began_ = mv(in.refill_began);
+  last_fill_wall_ = in.last_fill_wall;
+  stopped_since_ = in.stopped_since;
+  alarm_test_since_.reset();
 
   // Supervisor windows start again; the encoder's count is the new backend's.
   encoder_seen_ = false;

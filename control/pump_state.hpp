@@ -14,6 +14,7 @@ enum class PumpState : std::uint8_t {
   stopped,  // safety stop: a high alarm stopped the motor
   trial_finished,
   end_of_service,
+  refilling,  // a refill session (BeginRefill): motor stopped, the state before kept
 };
 
 constexpr std::string_view to_string(PumpState s) {
@@ -25,6 +26,7 @@ constexpr std::string_view to_string(PumpState s) {
     case PumpState::stopped: return "stopped";
     case PumpState::trial_finished: return "trial_finished";
     case PumpState::end_of_service: return "end_of_service";
+    case PumpState::refilling: return "refilling";
   }
   return "stopped";
 }

@@ -35,6 +35,9 @@ enum class Trigger : std::uint8_t {
   trial_end,
   battery_eos,
   replace_battery,
+  begin_refill,
+  cancel_refill,
+  revise_catheter,
 };
 
 constexpr std::string_view to_string(Trigger t) {
@@ -52,6 +55,9 @@ constexpr std::string_view to_string(Trigger t) {
     case Trigger::trial_end: return "trial_end";
     case Trigger::battery_eos: return "battery_eos";
     case Trigger::replace_battery: return "replace_battery";
+    case Trigger::begin_refill: return "begin_refill";
+    case Trigger::cancel_refill: return "cancel_refill";
+    case Trigger::revise_catheter: return "revise_catheter";
   }
   return "unknown";
 }
@@ -72,6 +78,8 @@ inline constexpr std::array kTransitions{
   Transition{PumpState::idle,           Trigger::trial_end,         PumpState::trial_finished},
   Transition{PumpState::idle,           Trigger::battery_eos,       PumpState::end_of_service},
   Transition{PumpState::idle,           Trigger::replace_battery,   PumpState::suspended},
+  Transition{PumpState::idle,           Trigger::begin_refill,      PumpState::refilling},
+  Transition{PumpState::idle,           Trigger::revise_catheter,   PumpState::idle},
 
   Transition{PumpState::priming,        Trigger::prime_done,        PumpState::idle},
   Transition{PumpState::priming,        Trigger::suspend,           PumpState::suspended},
@@ -85,6 +93,8 @@ inline constexpr std::array kTransitions{
   Transition{PumpState::infusing,       Trigger::high_alarm,        PumpState::stopped},
   Transition{PumpState::infusing,       Trigger::trial_end,         PumpState::trial_finished},
   Transition{PumpState::infusing,       Trigger::battery_eos,       PumpState::end_of_service},
+  Transition{PumpState::infusing,       Trigger::refill,            PumpState::infusing},
+  Transition{PumpState::infusing,       Trigger::begin_refill,      PumpState::refilling},
 
   Transition{PumpState::suspended,      Trigger::load_prescription, PumpState::suspended},
   Transition{PumpState::suspended,      Trigger::prime,             PumpState::priming},
@@ -97,6 +107,8 @@ inline constexpr std::array kTransitions{
   Transition{PumpState::suspended,      Trigger::trial_end,         PumpState::trial_finished},
   Transition{PumpState::suspended,      Trigger::battery_eos,       PumpState::end_of_service},
   Transition{PumpState::suspended,      Trigger::replace_battery,   PumpState::suspended},
+  Transition{PumpState::suspended,      Trigger::begin_refill,      PumpState::refilling},
+  Transition{PumpState::suspended,      Trigger::revise_catheter,   PumpState::idle},
 
   Transition{PumpState::stopped,        Trigger::load_prescription, PumpState::stopped},
   Transition{PumpState::stopped,        Trigger::prime,             PumpState::priming},
@@ -105,6 +117,8 @@ inline constexpr std::array kTransitions{
   Transition{PumpState::stopped,        Trigger::trial_end,         PumpState::trial_finished},
   Transition{PumpState::stopped,        Trigger::battery_eos,       PumpState::end_of_service},
   Transition{PumpState::stopped,        Trigger::replace_battery,   PumpState::suspended},
+  Transition{PumpState::stopped,        Trigger::begin_refill,      PumpState::refilling},
+  Transition{PumpState::stopped,        Trigger::revise_catheter,   PumpState::idle},
 
   Transition{PumpState::trial_finished, Trigger::load_prescription, PumpState::idle},
   Transition{PumpState::trial_finished, Trigger::refill,            PumpState::trial_finished},
@@ -113,6 +127,13 @@ inline constexpr std::array kTransitions{
   Transition{PumpState::end_of_service, Trigger::load_prescription, PumpState::end_of_service},
   Transition{PumpState::end_of_service, Trigger::refill,            PumpState::end_of_service},
   Transition{PumpState::end_of_service, Trigger::replace_battery,   PumpState::suspended},
+
+  // Leaving a refill session goes back to the state kept at BeginRefill (SPEC 4), which one
+  // row cannot name: these rows say the trigger is allowed; PumpCore::end_refill_session
+  // picks the state (the one before; suspended after a change of drug; stopped when a
+  // high alarm stands and that state would have been stopped by it).
+  Transition{PumpState::refilling,      Trigger::refill,            PumpState::refilling},
+  Transition{PumpState::refilling,      Trigger::cancel_refill,     PumpState::refilling},
 };
 // clang-format on
 

@@ -82,6 +82,13 @@ struct Status {
   Volume last_fill;                     // volume put in at the last refill
   double battery_used_mAs = 0.0;
   std::uint64_t events_dropped = 0;
+
+  // ---- issue 17: catheter revision, refill session, solution stability ----------------
+  Volume catheter_volume;               // dead volume in force (prescription or ReviseCatheter)
+  WallTime solution_expires{};          // last fill + max_in_reservoir; 0 if none (S13)
+  WallTime refill_began{};              // 0 unless refilling
+  PumpState refill_before = PumpState::idle;  // the state a refill session returns to
+  bool alarm_test = false;              // TestAlarm's patterns are sounding
 };
 
 }  // namespace thecal

@@ -66,6 +66,9 @@ struct TherapyPlan {
   boost::container::static_vector<PeriodicDose, kMaxPeriodicDoses> periodic;
   std::optional<PatientBolusRule> patient_bolus;
   Mass max_daily_dose;
+  /// The earliest `max_days_in_reservoir` of the solution's drugs (drug library, SPEC 3.2):
+  /// a refill is due that long after the fill, whatever volume is left (S13).  0: no limit.
+  Duration max_in_reservoir{0};
 };
 
 }  // namespace thecal

@@ -49,6 +49,8 @@ inline constexpr const char* kBatteryPercent = "BatteryPercent";
 inline constexpr const char* kRefillDueUsec = "RefillDueUsec";
 inline constexpr const char* kTrialEndsUsec = "TrialEndsUsec";
 inline constexpr const char* kRefillAccuracyPercent = "RefillAccuracyPercent";
+inline constexpr const char* kCatheterVolumeUl = "CatheterVolumeUl";
+inline constexpr const char* kSolutionExpiresUsec = "SolutionExpiresUsec";
 }  // namespace pump_property
 
 }  // namespace thecal::dbus

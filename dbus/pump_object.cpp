@@ -170,6 +170,16 @@ int method_prime(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   return called(userdata);
 }
 
+int method_revise_catheter(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+  double volume = 0;
+  const int r = sd_bus_message_read(m, "d", &volume);
+  if (r < 0) return r;
+  app::Identity who;
+  if (!authorize(m, Need::clinician, who, err)) return -EACCES;
+  svc(userdata).revise_catheter(who, uL(volume), reply_empty(m));
+  return called(userdata);
+}
+
 /// The methods without arguments that only need the role and give an empty reply.
 template <void (app::PumpService::*Call)(const app::Identity&, app::Completion), Need need>
 int method_plain(sd_bus_message* m, void* userdata, sd_bus_error* err) {
@@ -404,6 +414,8 @@ const PropertyDef kPumpProperties[] = {
        return st.has_prescription && st.phase == Phase::trial ? wall_or_zero(st.trial_ends) : std::uint64_t{0};
      }},
     {pump_property::kRefillAccuracyPercent, "d", false, kEmits, [](S s) -> PropertyValue { return s.status().refill_accuracy_percent; }},
+    {pump_property::kCatheterVolumeUl, "d", false, kEmits, [](S s) -> PropertyValue { return to_uL(s.status().catheter_volume); }},
+    {pump_property::kSolutionExpiresUsec, "t", false, kEmits, [](S s) -> PropertyValue { return wall_or_zero(s.status().solution_expires); }},
 };
 
 Histogram histogram_bins(const loop::LatencyHistogram& h) {
@@ -465,6 +477,8 @@ const sd_bus_vtable kPumpMethods[] = {
     SD_BUS_METHOD_WITH_ARGS("LoadPrescription", SD_BUS_ARGS("s", yaml), SD_BUS_RESULT("s", id), method_load,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Prime", SD_BUS_ARGS("d", volume_ul), SD_BUS_NO_RESULT, method_prime, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("ReviseCatheter", SD_BUS_ARGS("d", volume_ul), SD_BUS_NO_RESULT, method_revise_catheter,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
                             (method_plain<&app::PumpService::start, Need::clinician>), SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Suspend", SD_BUS_ARGS("t", duration_usec), SD_BUS_NO_RESULT, method_suspend,
@@ -479,6 +493,10 @@ const sd_bus_vtable kPumpMethods[] = {
                             (method_plain<&app::PumpService::cancel_bolus, Need::patient>), SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Refill", SD_BUS_ARGS("d", withdrawn_ul, "d", volume_ul, "s", prescription_yaml),
                             SD_BUS_NO_RESULT, method_refill, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("BeginRefill", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+                            (method_plain<&app::PumpService::begin_refill, Need::clinician>), SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("CancelRefill", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+                            (method_plain<&app::PumpService::cancel_refill, Need::clinician>), SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("AcknowledgeAlarm", SD_BUS_ARGS("s", code), SD_BUS_NO_RESULT, method_ack,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("GetEvents", SD_BUS_ARGS("t", since_usec, "u", max), SD_BUS_RESULT("a(tsss)", events),
@@ -490,6 +508,8 @@ const sd_bus_vtable kPumpMethods[] = {
     SD_BUS_METHOD_WITH_ARGS("ReplaceBattery", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
                             (method_plain<&app::PumpService::replace_battery, Need::clinician>),
                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("TestAlarm", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+                            (method_plain<&app::PumpService::test_alarm, Need::clinician>), SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ExportTherapy", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", document), method_export,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ImportTherapy", SD_BUS_ARGS("s", document), SD_BUS_NO_RESULT, method_import,

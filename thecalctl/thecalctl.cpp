@@ -220,7 +220,8 @@ struct PumpStatus {
   double conc = 0, basal = 0, reservoir = 0, capacity = 0, delivered = 0, limit = 0, battery = 0, accuracy = NAN;
   bool primed = false, bolus = false;
   std::uint32_t boluses = 0;
-  std::uint64_t next_bolus = 0, refill_due = 0, trial_ends = 0;
+  std::uint64_t next_bolus = 0, refill_due = 0, trial_ends = 0, solution_expires = 0;
+  double catheter_ul = 0;
   std::vector<Alarm> alarms;
 };
 
@@ -268,6 +269,7 @@ int get_status(sd_bus* bus, PumpStatus& s) {
       else if (n == prop::kDailyLimitMcg) s.limit = v;
       else if (n == prop::kBatteryPercent) s.battery = v;
       else if (n == prop::kRefillAccuracyPercent) s.accuracy = v;
+      else if (n == prop::kCatheterVolumeUl) s.catheter_ul = v;
     } else if (sig == "b") {
       int v = 0;
       r = sd_bus_message_read(reply, "b", &v);
@@ -281,6 +283,7 @@ int get_status(sd_bus* bus, PumpStatus& s) {
       if (n == prop::kNextPatientBolusUsec) s.next_bolus = v;
       else if (n == prop::kRefillDueUsec) s.refill_due = v;
       else if (n == prop::kTrialEndsUsec) s.trial_ends = v;
+      else if (n == prop::kSolutionExpiresUsec) s.solution_expires = v;
     } else if (sig == "a(ssst)") {
       r = read_alarms(reply, s.alarms);
     } else {
@@ -309,7 +312,8 @@ void print_status(const PumpStatus& s, bool json) {
               << ",\"daily_limit_mcg\":" << json_num(s.limit) << ",\"patient_boluses_today\":" << s.boluses
               << ",\"next_patient_bolus_usec\":" << s.next_bolus << ",\"bolus_active\":" << (s.bolus ? "true" : "false")
               << ",\"battery_percent\":" << json_num(s.battery) << ",\"refill_due_usec\":" << s.refill_due
-              << ",\"trial_ends_usec\":" << s.trial_ends << ",\"refill_accuracy_percent\":" << json_num(s.accuracy)
+              << ",\"trial_ends_usec\":" << s.trial_ends << ",\"solution_expires_usec\":" << s.solution_expires
+              << ",\"catheter_volume_ul\":" << json_num(s.catheter_ul) << ",\"refill_accuracy_percent\":" << json_num(s.accuracy)
               << ",\"alarms\":[";
     for (std::size_t i = 0; i < s.alarms.size(); ++i) {
       const auto& a = s.alarms[i];
@@ -326,13 +330,14 @@ void print_status(const PumpStatus& s, bool json) {
   if (!s.id.empty()) row("Prescription", s.id.substr(0, 16) + "…");
   row("Basal rate", human_rate(s.basal));
   row("Reservoir", human_volume(s.reservoir) + " of " + human_volume(s.capacity));
-  row("Catheter primed", s.primed ? "yes" : "no");
+  row("Catheter", human_volume(s.catheter_ul) + " dead volume, " + (s.primed ? "primed" : "NOT primed"));
   row("Delivered (24 h)", human_mass(s.delivered) + " of " + human_mass(s.limit) + " limit");
   row("Patient boluses", std::to_string(s.boluses) + " in 24 h; next allowed " +
                              (s.next_bolus == 0 ? std::string("now") : human_time(s.next_bolus)));
   row("Bolus", s.bolus ? "running" : "none");
   row("Battery", fmt("%.1f %%", s.battery));
   row("Refill due", human_time(s.refill_due));
+  if (s.solution_expires != 0) row("Solution expires", human_time(s.solution_expires));
   if (s.trial_ends != 0) row("Trial ends", human_time(s.trial_ends));
   row("Refill accuracy", std::isnan(s.accuracy) ? "not measured yet" : fmt("%.1f %%", s.accuracy));
   if (s.alarms.empty()) row("Alarms", "none");
@@ -559,6 +564,103 @@ int cmd_import(sd_bus* bus, const Args& a) {
   return kExitOk;
 }
 
+/// The events logged since `since_us` of one type (GetEvents), oldest first.
+std::vector<std::string> events_of(sd_bus* bus, std::uint64_t since_us, const std::string& type) {
+  std::vector<std::string> out;
+  sd_bus_message* reply = nullptr;
+  if (call(bus, kIface, "GetEvents", &reply, "tu", since_us, 1000U) < 0) return out;
+  int r = sd_bus_message_enter_container(reply, 'a', "(tsss)");
+  std::uint64_t t = 0;
+  const char* ty = nullptr;
+  const char* who = nullptr;
+  const char* detail = nullptr;
+  while (r >= 0 && (r = sd_bus_message_read(reply, "(tsss)", &t, &ty, &who, &detail)) > 0) {
+    if (type == ty) out.emplace_back(detail);
+  }
+  sd_bus_message_unref(reply);
+  return out;
+}
+
+/// Reads one line from stdin after a prompt; nullopt at end of input.
+std::optional<std::string> ask(const std::string& prompt) {
+  std::cout << prompt << std::flush;
+  std::string line;
+  if (!std::getline(std::cin, line)) return std::nullopt;
+  if (isatty(STDIN_FILENO) == 0) std::cout << line << "\n";  // a transcript that reads like a session
+  line.erase(0, line.find_first_not_of(" \t"));
+  line.erase(line.find_last_not_of(" \t\r") + 1);
+  return line;
+}
+
+/// The guided refill session (docs/maintenance.md): BeginRefill, the withdrawn residual and
+/// the new fill asked for (an empty answer or end of input cancels: CancelRefill), Refill,
+/// then the refill check and the bridge as the pump logged and computed them.
+int guided_refill(sd_bus* bus, const std::string& prescription_text) {
+  PumpStatus before;
+  if (int r = get_status(bus, before); r < 0) return -r;
+  const std::uint64_t started = static_cast<std::uint64_t>(std::time(nullptr)) * 1'000'000ULL;
+  sd_bus_message* reply = nullptr;
+  int r = call(bus, kIface, "BeginRefill", &reply, "");
+  if (r < 0) return -r;
+  sd_bus_message_unref(reply);
+  std::cout << "Refill session begun: the motor is stopped (was " << before.state << ").\n"
+            << "The pump estimates " << human_volume(before.reservoir) << " left in the reservoir of "
+            << human_volume(before.capacity) << ".\n"
+            << "Withdraw the residual through the reservoir port (NOT the catheter access port) and measure it.\n";
+  auto cancel = [&](const std::string& why) {
+    sd_bus_message* rep = nullptr;
+    const int c = call(bus, kIface, "CancelRefill", &rep, "");
+    if (c >= 0) sd_bus_message_unref(rep);
+    std::cerr << "thecalctl: " << why << ": refill session cancelled, nothing changed\n";
+    return c < 0 ? -c : kExitUsage;
+  };
+  std::string err;
+  std::optional<double> w;
+  std::optional<double> v;
+  while (!w) {
+    const auto line = ask("Withdrawn residual (e.g. 4.2 mL; empty to cancel): ");
+    if (!line || line->empty()) return cancel("no residual given");
+    w = parse_quantity(*line, "volume", err);
+    if (!w) std::cerr << "thecalctl: " << err << "\n";
+  }
+  while (!v) {
+    const auto line = ask("New fill volume (at most " + human_volume(before.capacity) + "; empty to cancel): ");
+    if (!line || line->empty()) return cancel("no fill volume given");
+    v = parse_quantity(*line, "volume", err);
+    if (!v) std::cerr << "thecalctl: " << err << "\n";
+  }
+  r = call(bus, kIface, "Refill", &reply, "dds", *w, *v, prescription_text.c_str());
+  if (r < 0) {
+    // Refused: nothing changed, the session is still open; close it so the pump goes back.
+    (void)cancel("the pump refused the refill");
+    return -r;
+  }
+  sd_bus_message_unref(reply);
+  PumpStatus after;
+  if (int q = get_status(bus, after); q < 0) return -q;
+  std::cout << "Refilled: " << human_volume(*v) << "; the pump is " << after.state << ".\n";
+  const auto checks = events_of(bus, started > 60'000'000 ? started - 60'000'000 : 0, "refill");
+  if (!checks.empty()) std::cout << "Refill check: " << checks.back() << "\n";
+  for (const auto& al : after.alarms) {
+    if (al.code == "refill_discrepancy") std::cout << "ALARM " << al.priority << " " << al.code << ": " << al.message << "\n";
+  }
+  if (after.conc != before.conc && before.conc > 0) {
+    std::cout << "Bridge: the catheter still holds " << human_volume(after.catheter_ul) << " of the old solution ("
+              << human_conc(before.conc) << "); the pump follows the concentration at the tip, so the prescribed "
+              << "mass rate holds while it is pushed through";
+    if (before.basal > 0) {
+      const double ul_per_day = before.basal / before.conc * 1000.0;  // (mcg/day) / (mcg/mL)
+      const double hours = after.catheter_ul / ul_per_day * 24.0;
+      std::cout << " (about " << fmt("%.1f", hours) << " h at the basal rate)";
+    }
+    std::cout << ".\n";
+  } else {
+    std::cout << "Bridge: none needed (same concentration).\n";
+  }
+  if (after.solution_expires != 0) std::cout << "Solution expires: " << human_time(after.solution_expires) << "\n";
+  return kExitOk;
+}
+
 int cmd_refill(sd_bus* bus, const Args& a) {
   std::string withdrawn;
   std::string prescription;
@@ -568,7 +670,19 @@ int cmd_refill(sd_bus* bus, const Args& a) {
     else if (a[i] == "--prescription" && i + 1 < a.size()) prescription = a[++i];
     else rest.push_back(a[i]);
   }
-  const char* usage = "refill --withdrawn VOLUME VOLUME [--prescription FILE]";
+  const char* usage = "refill [--withdrawn VOLUME VOLUME] [--prescription FILE]";
+  if (withdrawn.empty() && rest.empty()) {
+    std::string text;
+    if (!prescription.empty()) {
+      const auto t = slurp(prescription);
+      if (!t) {
+        std::cerr << "thecalctl: cannot read " << prescription << ": " << std::strerror(errno) << "\n";
+        return kExitUsage;
+      }
+      text = *t;
+    }
+    return guided_refill(bus, text);
+  }
   if (int e = need_args(rest, 1, 1, usage)) return e;
   if (withdrawn.empty()) {
     std::cerr << "thecalctl: usage: thecalctl " << usage << " (measure the residual: '--withdrawn 0 mL' on a new unit)\n";
@@ -594,6 +708,54 @@ int cmd_refill(sd_bus* bus, const Args& a) {
   const int r = call(bus, kIface, "Refill", &reply, "dds", *w, *v, text.c_str());
   if (r < 0) return -r;
   sd_bus_message_unref(reply);
+  return kExitOk;
+}
+
+/// ReviseCatheter: a volume, or a length and a volume per cm ("--length 45cm --per-cm 2.6uL").
+int cmd_revise_catheter(sd_bus* bus, const Args& a) {
+  const char* usage = "revise-catheter VOLUME | --length LENGTH --per-cm VOLUME (e.g. --length 45cm --per-cm 2.6uL)";
+  std::string length;
+  std::string per_cm;
+  Args rest;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == "--length" && i + 1 < a.size()) length = a[++i];
+    else if (a[i] == "--per-cm" && i + 1 < a.size()) per_cm = a[++i];
+    else rest.push_back(a[i]);
+  }
+  std::string err;
+  std::optional<double> v;
+  if (length.empty() && per_cm.empty()) {
+    if (int e = need_args(rest, 1, 1, usage)) return e;
+    v = parse_quantity(rest[0], "volume", err);
+  } else {
+    if (length.empty() || per_cm.empty() || !rest.empty()) return need_args(Args{}, 1, 1, usage);
+    // The length in cm: a number with cm, mm or m.
+    std::size_t pos = 0;
+    double n = std::nan("");
+    try {
+      n = std::stod(length, &pos);
+    } catch (...) {
+    }
+    std::string unit = std::isfinite(n) ? length.substr(pos) : "";
+    unit.erase(0, unit.find_first_not_of(' '));
+    const double cm = unit == "cm" ? n : unit == "mm" ? n / 10 : unit == "m" ? n * 100 : std::nan("");
+    if (!std::isfinite(cm) || cm <= 0) {
+      std::cerr << "thecalctl: '" << length << "' is not a positive length in cm, mm or m\n";
+      return kExitUsage;
+    }
+    const auto per = parse_quantity(per_cm, "volume", err);
+    if (per) v = cm * *per;
+  }
+  if (!v) {
+    std::cerr << "thecalctl: " << err << "\n";
+    return kExitUsage;
+  }
+  sd_bus_message* reply = nullptr;
+  const int r = call(bus, kIface, "ReviseCatheter", &reply, "d", *v);
+  if (r < 0) return -r;
+  sd_bus_message_unref(reply);
+  std::cout << "Catheter revised: dead volume " << human_volume(*v)
+            << ". The catheter is empty: prime it ('thecalctl prime " << fmt("%.1f", *v) << " uL'), then start.\n";
   return kExitOk;
 }
 
@@ -819,7 +981,12 @@ const char* kHelp =
     "  bolus                           request the prescribed patient bolus\n"
     "  clinician-bolus DOSE [--over DURATION]   (default over 10 min)\n"
     "  cancel-bolus\n"
-    "  refill --withdrawn VOLUME VOLUME [--prescription FILE]\n"
+    "  refill [--prescription FILE]    guided refill session: asks for the residual and the fill\n"
+    "  refill --withdrawn VOLUME VOLUME [--prescription FILE]   the same in one call\n"
+    "  begin-refill | cancel-refill    open or cancel a refill session (motor stopped)\n"
+    "  revise-catheter VOLUME | --length LENGTH --per-cm VOLUME\n"
+    "                                  after a catheter revision: new dead volume, empty (clinician)\n"
+    "  test-alarm                      sound the high, medium and low alarm patterns once\n"
     "  alarms | ack CODE               list or acknowledge alarms\n"
     "  events [MAX]                    the event log, oldest first\n"
     "  history [SPAN [BUCKET]]         delivered mass and volume, e.g. 'history 7 d 1 d'\n"
@@ -918,6 +1085,10 @@ int main(int argc, char** argv) {
     if (cmd == "history") return cmd_history(b, g, args);
     if (cmd == "export") return cmd_export(b, g, args);
     if (cmd == "import") return cmd_import(b, args);
+    if (cmd == "begin-refill") return noargs("begin-refill") ? kExitUsage : simple(b, "BeginRefill");
+    if (cmd == "cancel-refill") return noargs("cancel-refill") ? kExitUsage : simple(b, "CancelRefill");
+    if (cmd == "revise-catheter") return cmd_revise_catheter(b, args);
+    if (cmd == "test-alarm") return noargs("test-alarm") ? kExitUsage : simple(b, "TestAlarm");
     if (cmd == "battery-replaced") return noargs("battery-replaced") ? kExitUsage : simple(b, "ReplaceBattery");
     if (cmd == "diagnostics") return noargs("diagnostics") ? kExitUsage : cmd_diagnostics(b);
     if (cmd == "time-scale") return cmd_time_scale(b, args);

@@ -68,7 +68,7 @@ struct Filler {
     if constexpr (std::is_same_v<T, bool>) {
       v = true, ++leaves;
     } else if constexpr (std::is_same_v<T, PumpState>) {
-      v = PumpState::suspended, ++leaves;
+      v = PumpState::suspended, ++leaves;  // also a valid state to return to from a refill
     } else if constexpr (std::is_same_v<T, Phase>) {
       v = Phase::trial, ++leaves;
     } else if constexpr (std::is_same_v<T, BasalMode>) {
@@ -98,6 +98,11 @@ struct Filler {
     } else {
       fields_of(*this, v);
     }
+  }
+  [[nodiscard]] static std::uint32_t format() { return kCoreStateFormat; }
+  template <class T>
+  void plan_field(const char* name, std::optional<TherapyPlan>& plan, T TherapyPlan::*member) {
+    if (plan) (*this)(name, (*plan).*member);
   }
   template <class A>
   void counted(const char* name, A& v) { (*this)(name, v); }
@@ -152,6 +157,11 @@ struct Lister {
     path.clear();
     (*this)(at.c_str(), v);
     path = saved;
+  }
+  [[nodiscard]] static std::uint32_t format() { return kCoreStateFormat; }
+  template <class T>
+  void plan_field(const char* name, const std::optional<TherapyPlan>& plan, T TherapyPlan::*member) {
+    if (plan) (*this)(name, (*plan).*member);
   }
   template <class A>
   void counted(const char* name, const A& v) { (*this)(name, v); }
@@ -237,9 +247,9 @@ TEST(CoreRestore, EveryFieldComesBackOutOfACoreThatRestoredIt) {
   EXPECT_EQ(first_difference(s, out), "");
 }
 
-// Journals written before the field list (format 1, by 8e5d9e3) read the same and are
-// written again byte for byte.
-TEST(CoreState, AFormat1StateFromBeforeTheFieldListDecodesAndEncodesTheSame) {
+// Journals written before the field list (format 1, by 8e5d9e3, in a real file) read
+// with every field they had, and the issue-17 fields at their format-1 defaults.
+TEST(CoreState, AFormat1StateFromBeforeTheFieldListDecodes) {
   std::ifstream in(THECAL_SOURCE_DIR "/tests/app/data/core_state_format1.hex");
   ASSERT_TRUE(in) << "tests/app/data/core_state_format1.hex";
   std::string line;
@@ -249,16 +259,87 @@ TEST(CoreState, AFormat1StateFromBeforeTheFieldListDecodesAndEncodesTheSame) {
     for (std::size_t i = 0; i + 1 < line.size(); i += 2) bytes += static_cast<char>(std::stoi(line.substr(i, 2), nullptr, 16));
   }
   ASSERT_GT(bytes.size(), 500U);
+  ASSERT_EQ(bytes[0], 1) << "a format-1 file";
   std::string err;
   const auto s = decode_core_state(bytes, &err);
   ASSERT_TRUE(s) << err;
-  EXPECT_EQ(as_text(encode_core_state(*s)), bytes);
   ASSERT_TRUE(s->plan);
   EXPECT_EQ(s->plan->flex_steps.size(), 2U);
   EXPECT_EQ(s->plan->utc_offsets.size(), 2U);
+  EXPECT_EQ(s->plan->max_in_reservoir, Duration{0});
   EXPECT_EQ(s->refill_accuracy, 97.25);
   EXPECT_TRUE(s->suspend_until.has_value());
   EXPECT_TRUE(s->alarms[3].acknowledged);
+  EXPECT_EQ(s->last_fill_wall, s->wall);
+  EXPECT_FALSE(s->catheter_revised);
+  // Written again (format 2) it reads back to the same fields.
+  const auto again = decode_core_state(as_text(encode_core_state(*s)), &err);
+  ASSERT_TRUE(again) << err;
+  EXPECT_EQ(first_difference(*s, *again), "");
+}
+
+TEST(CoreState, Format2CarriesTheRevisionTheRefillSessionTheFillTimeAndTheStop) {
+  Delivered d;
+  CoreState s = d.s;
+  s.state = PumpState::refilling;
+  s.refill_before = PumpState::suspended;
+  s.refill_began = s.mono - minutes(3);
+  s.catheter_revised = true;
+  s.catheter_capacity = uL(117);
+  s.last_fill_wall = s.wall - days(2);
+  s.stopped_since = s.wall - hours(5);
+  s.plan->max_in_reservoir = days(40);
+  s.alarms[static_cast<std::size_t>(AlarmCode::catheter_port_injection)].active = true;
+  const auto bytes = encode_core_state(s);
+  std::string err;
+  const auto back = decode_core_state(as_text(bytes), &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(encode_core_state(*back), bytes);
+  EXPECT_EQ(back->state, PumpState::refilling);
+  EXPECT_EQ(back->refill_before, PumpState::suspended);
+  EXPECT_EQ(back->refill_began, s.refill_began);
+  EXPECT_TRUE(back->catheter_revised);
+  EXPECT_EQ(back->catheter_capacity, uL(117));
+  EXPECT_EQ(back->last_fill_wall, s.last_fill_wall);
+  ASSERT_TRUE(back->stopped_since);
+  EXPECT_EQ(*back->stopped_since, *s.stopped_since);
+  EXPECT_EQ(back->plan->max_in_reservoir, days(40));
+  EXPECT_TRUE(back->alarms[static_cast<std::size_t>(AlarmCode::catheter_port_injection)].active);
+  // A state before the session kept nowhere else is refused: refill_before must be one of
+  // the four states BeginRefill leaves from.
+  std::string bad = as_text(bytes);
+  const std::size_t at = bad.size() - (8 + 8 + 1 + 8) - 1;  // before, then began, fill, stopped_since (1 + 8)
+  ASSERT_EQ(static_cast<std::uint8_t>(bad[at]), static_cast<std::uint8_t>(PumpState::suspended));
+  bad[at] = static_cast<char>(PumpState::refilling);
+  EXPECT_FALSE(decode_core_state(bad, &err));
+  EXPECT_NE(err.find("state before the refill"), std::string::npos) << err;
+}
+
+TEST(CoreState, AFormat1JournalIsStillRead) {
+  // A format-1 state: the same bytes up to refill_accuracy, 17 alarms, no issue-17 tail.
+  Delivered d;
+  d.s.stopped_since.reset();
+  const std::string two = as_text(encode_core_state(d.s));
+  constexpr std::size_t kAlarmBytes = 3 + 8 + 8;
+  constexpr std::size_t kTail1 = 1 + 4 * 8 + 2 * 8 + 2 * 8 + 1 + 8;  // daily_hold .. refill_accuracy
+  constexpr std::size_t kTail2 = 8 + 1 + 1 + 8 + 8 + 1;              // max_in_reservoir .. stopped_since
+  const std::size_t table = two.size() - kTail2 - kTail1 - kAlarmCount * kAlarmBytes - 4;
+  std::string one = two.substr(0, table);
+  one += std::string("\x11\0\0\0", 4);  // 17 alarms
+  one += two.substr(table + 4, 17 * kAlarmBytes);
+  one += two.substr(two.size() - kTail2 - kTail1, kTail1);
+  one[0] = 1;
+  std::string err;
+  const auto back = decode_core_state(one, &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(back->steps_issued, d.s.steps_issued);
+  EXPECT_FALSE(back->catheter_revised);
+  EXPECT_EQ(back->last_fill_wall, d.s.wall);  // a stability limit counts from then, never earlier
+  EXPECT_FALSE(back->stopped_since);
+  // Format 1 knew no `refilling`.
+  std::string refilling = one;
+  refilling[4 + 8 + 8] = static_cast<char>(PumpState::refilling);
+  EXPECT_FALSE(decode_core_state(refilling, &err));
 }
 
 TEST(CoreState, EveryTruncationAndATrailingByteAreRefused) {

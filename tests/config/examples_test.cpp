@@ -175,5 +175,22 @@ Pump:       0.25 uL per step; basal needs 613.333 steps/day
   EXPECT_EQ(s, expected);
 }
 
+TEST(Summary, ZiconotideNamesItsStabilityInTheReservoir) {
+  const std::string text = slurp(source_dir() + "/examples/prescription-ziconotide.yaml");
+  const LoadedPrescription r = parse_prescription(text, "z.yaml", test::context());
+  ASSERT_TRUE(r.plan.has_value()) << dump(r.problems);
+  EXPECT_EQ(r.plan->max_in_reservoir, days(40));
+  const std::string s = summarize(*r.plan, BoardParams{});
+  EXPECT_NE(s.find("Stability:  40 days in the reservoir (drug library max_days_in_reservoir): refill by then"),
+            std::string::npos)
+      << s;
+  // Morphine has no stability figure in the shipped library: no such line.
+  const LoadedPrescription m =
+      parse_prescription(slurp(source_dir() + "/examples/prescription-continuous.yaml"), "m.yaml", test::context());
+  ASSERT_TRUE(m.plan.has_value());
+  EXPECT_EQ(m.plan->max_in_reservoir, Duration{0});
+  EXPECT_EQ(summarize(*m.plan, BoardParams{}).find("Stability"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace thecal::config

@@ -132,7 +132,10 @@ struct Harness {
     }
     if (r.ok() && c.kind == CommandKind::load_prescription && reservoir_conc == 0) reservoir_conc = plan_conc;
     if (r.ok() && c.kind == CommandKind::refill) reservoir_conc = plan_conc;
-    if (r.ok() && c.kind == CommandKind::prime && c.catheter_replaced) cath.clear();
+    if (r.ok() && c.kind == CommandKind::revise_catheter) {
+      cath.set_capacity(to_uL(c.volume));
+      cath.clear();
+    }
     drain();
     return r;
   }

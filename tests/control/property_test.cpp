@@ -679,12 +679,25 @@ void Scenario::run() {
       (void)send({.kind = CommandKind::resume});
     }
     if (r.chance(0.02 * per_cycle * acts) || o.reservoir < 1000) {
-      (void)send({.kind = CommandKind::suspend});
+      // Half the refills of an infusing pump are a refill session (issue 17): BeginRefill
+      // stops delivery like a suspend, and Refill returns the pump to infusing by itself.
+      const bool session = h.core->state() == PumpState::infusing && r.chance(0.5);
+      if (session && send({.kind = CommandKind::begin_refill}).ok()) {
+        interrupted = true;
+        o.should_infuse = false;
+        o.boluses.clear();
+      } else {
+        (void)send({.kind = CommandKind::suspend});
+      }
       const bool conc = r.chance(0.5);
       const TherapyPlan* next = conc ? (current == &plan ? &plan2 : &plan) : nullptr;
       const bool trial_over = current->trial_ends && *current->trial_ends <= h.now.wall;
       (void)send({.kind = CommandKind::refill, .plan = trial_over ? nullptr : next, .volume = mL(r.uni(5, 20)),
                   .withdrawn = uL(o.reservoir)});
+      if (h.core->state() == PumpState::refilling) (void)send({.kind = CommandKind::cancel_refill});
+      // Same drug, no high alarm (the pump was infusing): the session ends infusing; the
+      // cycle check below compares that with the core's state.
+      if (session) o.should_infuse = true;
       (void)send({.kind = CommandKind::resume});
     }
     // Faults, restarts and clocks.

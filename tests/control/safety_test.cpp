@@ -470,16 +470,23 @@ TEST(StateMachine, IllegalTransitionsAreRefusedWithAReason) {
   expect_refused({.kind = CommandKind::clinician_bolus, .dose = mcg(1), .duration = minutes(1)},
                  "bolus is not allowed while the pump is idle");
   h.ready(plan, true);
-  expect_refused({.kind = CommandKind::refill, .volume = mL(1)}, "refill is not allowed while the pump is infusing");
+  expect_refused({.kind = CommandKind::cancel_refill}, "cancel_refill is not allowed while the pump is infusing");
+  expect_refused({.kind = CommandKind::revise_catheter, .volume = uL(100)},
+                 "revise_catheter is not allowed while the pump is infusing");
   expect_refused({.kind = CommandKind::replace_battery}, "replace_battery is not allowed while the pump is infusing");
   expect_refused({.kind = CommandKind::start}, "start is not allowed while the pump is infusing");
   expect_refused({.kind = CommandKind::prime, .volume = uL(1)}, "prime is not allowed while the pump is infusing");
 }
 
 TEST(StateMachine, EveryStateHasAWayOut) {
-  for (int s = 0; s <= static_cast<int>(PumpState::end_of_service); ++s) {
+  for (int s = 0; s <= static_cast<int>(PumpState::refilling); ++s) {
     bool out = false;
     for (const auto& t : kTransitions) out = out || (static_cast<int>(t.from) == s && t.to != t.from);
+    // `refilling` leaves for the state kept at BeginRefill (its rows name no target).
+    if (static_cast<PumpState>(s) == PumpState::refilling) {
+      out = next_state(PumpState::refilling, Trigger::refill).has_value() &&
+            next_state(PumpState::refilling, Trigger::cancel_refill).has_value();
+    }
     EXPECT_TRUE(out) << to_string(static_cast<PumpState>(s));
   }
 }

@@ -228,10 +228,11 @@ TEST(Therapy, PrimingDeliversNoDrugUntilTheCatheterIsFull) {
   EXPECT_EQ(h.st().total_delivered_mass, mcg(0));
   EXPECT_EQ(h.tip_mass_total, 0.0);
   EXPECT_EQ(h.steps_out, 880u);
-  // Full: a second prime is refused unless the catheter was replaced.
+  // Full: a second prime is refused; a catheter revision (ReviseCatheter) empties it.
   EXPECT_EQ(h.send({.kind = CommandKind::prime, .volume = uL(220)}).refusal, Refusal::invalid_state);
-  ASSERT_TRUE(h.send({.kind = CommandKind::prime, .volume = uL(220), .catheter_replaced = true}).ok());
-  EXPECT_EQ(h.count(EventType::catheter_replaced), 1u);
+  ASSERT_TRUE(h.send({.kind = CommandKind::revise_catheter, .volume = uL(220)}).ok());
+  EXPECT_EQ(h.count(EventType::catheter_revised), 1u);
+  ASSERT_TRUE(h.send({.kind = CommandKind::prime, .volume = uL(220)}).ok());
   h.run(minutes(15), seconds(1));
   EXPECT_EQ(h.tip_mass_total, 0.0);
   EXPECT_TRUE(h.st().catheter_primed);

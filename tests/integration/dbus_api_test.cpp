@@ -199,8 +199,12 @@ TEST_F(Api, RefusalsCarryTheirNamesAndChangeNothing) {
                          std::uint64_t{0}),
             "org.thecal.Pump1.Error.OutOfRange");
   EXPECT_EQ(client->call(kSim, "InjectFault", "sb", "", 1), "org.thecal.Pump1.Error.OutOfRange");
-  // Wrong state: Refill and Prime while infusing, Start while infusing.
-  EXPECT_EQ(client->call(kPump, "Refill", "dds", 0.0, 1000.0, ""), "org.thecal.Pump1.Error.InvalidState");
+  // A fill beyond the reservoir's capacity: OutOfRange (overfilling, SPEC 4).
+  EXPECT_EQ(client->call(kPump, "Refill", "dds", 0.0, 20'001.0, ""), "org.thecal.Pump1.Error.OutOfRange");
+  // Wrong state: Prime, Start, ReviseCatheter and CancelRefill while infusing (Refill is a
+  // session of one call there, SPEC 4).
+  EXPECT_EQ(client->call(kPump, "ReviseCatheter", "d", 100.0), "org.thecal.Pump1.Error.InvalidState");
+  EXPECT_EQ(client->call(kPump, "CancelRefill", ""), "org.thecal.Pump1.Error.InvalidState");
   EXPECT_EQ(client->call(kPump, "Prime", "d", 10.0), "org.thecal.Pump1.Error.InvalidState");
   EXPECT_EQ(client->call(kPump, "Start", ""), "org.thecal.Pump1.Error.InvalidState");
   EXPECT_EQ(client->call(kPump, "ReplaceBattery", ""), "org.thecal.Pump1.Error.InvalidState");
