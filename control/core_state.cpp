@@ -3,6 +3,7 @@
 // enum checked against its range.  Not used in the dosing thread.
 #include "control/core_state.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <memory>
@@ -118,6 +119,7 @@ class Reader {
     return n;
   }
   [[nodiscard]] bool at_end() const { return pos_ == in_.size(); }
+  [[nodiscard]] std::size_t left() const { return in_.size() - pos_; }
 
  private:
   std::string_view in_;
@@ -209,6 +211,97 @@ TherapyPlan get_plan(Reader& r) {
   return p;
 }
 
+void put_buckets(Writer& w, const std::array<RollingLedger::Bucket, RollingLedger::kBuckets>& ledger) {
+  // Only buckets that hold mass.
+  std::uint32_t n = 0;
+  for (const auto& b : ledger) n += (b.index != RollingLedger::kEmpty && b.pg > 0) ? 1 : 0;
+  w.u32(n);
+  for (const auto& b : ledger) {
+    if (b.index == RollingLedger::kEmpty || b.pg <= 0) continue;
+    w.i64(b.index);
+    w.i64(b.pg);
+  }
+}
+
+void get_buckets(Reader& r, std::array<RollingLedger::Bucket, RollingLedger::kBuckets>& ledger) {
+  for (std::size_t i = 0, n = r.count(RollingLedger::kBuckets, "ledger buckets"); i < n && r.ok; ++i) {
+    ledger[i].index = r.i64();
+    ledger[i].pg = r.i64();
+    if (ledger[i].index == RollingLedger::kEmpty || ledger[i].pg < 0) r.fail("bad ledger bucket");
+  }
+}
+
+// The admixture tail (kAdmixtureTail): the plan's admixture, which slot each of its drugs
+// is in, the reservoir's and each catheter segment's admixture, and the drug slots.
+void put_admixture(Writer& w, const CoreState& s) {
+  const bool plan_mix = s.plan && !s.plan->admixture.empty();
+  const bool slots_used =
+      std::any_of(s.drug_slots.begin(), s.drug_slots.end(), [](const CoreDrugSlot& d) { return !d.name.empty(); });
+  if (!plan_mix && !slots_used) return;
+  w.u32(kAdmixtureTail);
+  const std::size_t n = s.plan ? s.plan->admixture.size() : 0;
+  w.u32(static_cast<std::uint32_t>(n));
+  for (std::size_t i = 0; i < n; ++i) {
+    const AdmixtureDrug& x = s.plan->admixture[i];
+    w.str(x.name);
+    w.q(x.concentration);
+    w.q(x.max_daily_dose);
+    w.u8(s.plan_slots[i]);
+  }
+  for (const auto c : s.reservoir_admix) w.q(c);
+  w.u32(static_cast<std::uint32_t>(s.catheter.size()));
+  for (const auto& seg : s.catheter) {
+    for (const auto c : seg.admix) w.q(c);
+  }
+  w.u32(static_cast<std::uint32_t>(kDrugSlots));
+  for (const auto& d : s.drug_slots) {
+    w.str(d.name);
+    w.q(d.limit);
+    put_buckets(w, d.ledger);
+  }
+}
+
+void get_admixture(Reader& r, CoreState& s) {
+  const std::uint32_t version = r.u32();
+  if (r.ok && version != kAdmixtureTail) {
+    r.fail("admixture tail version " + std::to_string(version) + " is not " + std::to_string(kAdmixtureTail));
+    return;
+  }
+  const std::size_t n = r.count(kMaxAdmixture, "admixture drugs");
+  if (r.ok && n > 0 && !s.plan) r.fail("an admixture without a prescription");
+  for (std::size_t i = 0; i < n && r.ok; ++i) {
+    AdmixtureDrug x;
+    x.name = r.str<32>();
+    x.concentration = r.q<Concentration>();
+    x.max_daily_dose = r.q<Mass>();
+    s.plan_slots[i] = r.u8();
+    if (s.plan_slots[i] >= kDrugSlots) r.fail("bad admixture slot");
+    if (r.ok) s.plan->admixture.push_back(x);
+  }
+  for (auto& c : s.reservoir_admix) c = r.q<Concentration>();
+  if (r.ok && r.u32() != s.catheter.size()) r.fail("admixture for another number of catheter segments");
+  for (auto& seg : s.catheter) {
+    for (auto& c : seg.admix) c = r.q<Concentration>();
+  }
+  if (r.ok && r.u32() != kDrugSlots) r.fail("drug slot table of another size");
+  for (auto& d : s.drug_slots) {
+    if (!r.ok) break;
+    d.name = r.str<32>();
+    d.limit = r.q<Mass>();
+    get_buckets(r, d.ledger);
+  }
+  // Every plan drug in a slot of its name; every figure finite and not negative.
+  for (std::size_t i = 0; i < n && r.ok; ++i) {
+    if (!(s.drug_slots[s.plan_slots[i]].name == s.plan->admixture[i].name)) r.fail("an admixture drug outside its slot");
+  }
+  auto bad = [](auto q) { return !q.is_finite() || q < decltype(q){}; };
+  for (std::size_t k = 0; k < kDrugSlots && r.ok; ++k) {
+    bool b = bad(s.reservoir_admix[k]) || bad(s.drug_slots[k].limit);
+    for (const auto& seg : s.catheter) b = b || bad(seg.admix[k]);
+    if (b) r.fail("an admixture concentration or limit is negative or not finite");
+  }
+}
+
 }  // namespace
 
 std::vector<std::uint8_t> encode_core_state(const CoreState& s) {
@@ -277,6 +370,7 @@ std::vector<std::uint8_t> encode_core_state(const CoreState& s) {
   w.q(s.last_fill);
   w.b(s.has_filled);
   w.f64(s.refill_accuracy);
+  put_admixture(w, s);
   return std::move(w.out);
 }
 
@@ -347,6 +441,7 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
   s->last_fill = r.q<Volume>();
   s->has_filled = r.b();
   s->refill_accuracy = r.f64();
+  if (r.ok && r.left() >= 4) get_admixture(r, *s);  // absent in a state without admixture
   if (r.ok && !r.at_end()) r.fail("trailing bytes after the core state");
   // Physical sanity: nothing negative or non-finite where the core would trust it.
   if (r.ok) {

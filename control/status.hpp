@@ -5,6 +5,8 @@
 #include <array>
 #include <cstdint>
 
+#include <boost/container/static_vector.hpp>
+
 #include "control/alarm.hpp"
 #include "control/event.hpp"
 #include "control/fixed_string.hpp"
@@ -82,6 +84,15 @@ struct Status {
   Volume last_fill;                     // volume put in at the last refill
   double battery_used_mAs = 0.0;
   std::uint64_t events_dropped = 0;
+
+  // ---- admixture (issue 16): every drug of the reservoir's solution, primary first ----
+  struct DrugFigures {
+    FixedString<32> name;
+    Concentration concentration;  // in the reservoir
+    Mass delivered_24h;           // at the tip, rolling 24 h
+    Mass daily_limit;
+  };
+  boost::container::static_vector<DrugFigures, 1 + kMaxAdmixture> drugs;
 };
 
 }  // namespace thecal

@@ -78,7 +78,8 @@ bool same_event(const Event& a, const Event& b) {
          a.command == b.command && a.refusal == b.refusal && a.index == b.index && same(a.percent, b.percent) &&
          same(a.estimate.canonical_value(), b.estimate.canonical_value()) &&
          same(a.pumped.canonical_value(), b.pumped.canonical_value()) &&
-         same(a.tolerance.canonical_value(), b.tolerance.canonical_value()) && a.flagged == b.flagged;
+         same(a.tolerance.canonical_value(), b.tolerance.canonical_value()) && a.flagged == b.flagged &&
+         a.drug == b.drug;
 }
 
 /// The first field in which two states differ ("" if none), for a failure's message.
