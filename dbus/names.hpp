@@ -49,6 +49,7 @@ inline constexpr const char* kBatteryPercent = "BatteryPercent";
 inline constexpr const char* kRefillDueUsec = "RefillDueUsec";
 inline constexpr const char* kTrialEndsUsec = "TrialEndsUsec";
 inline constexpr const char* kRefillAccuracyPercent = "RefillAccuracyPercent";
+inline constexpr const char* kDrugs = "Drugs";
 }  // namespace pump_property
 
 }  // namespace thecal::dbus

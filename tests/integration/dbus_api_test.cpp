@@ -736,6 +736,67 @@ TEST_F(Api, ABolusTheReservoirCannotHoldIsRefused) {
   EXPECT_FALSE(client->get_bool(kPump, "BolusActive"));
 }
 
+// Issue 16: morphine with bupivacaine 1 : 1.  Morphine's limit (10 mg) leaves room for a
+// patient bolus; bupivacaine's own (4 mg) does not once a 3.6 mg clinician bolus is running.
+constexpr const char* kMixPrescription = R"(version: 1
+patient: BENCH-016
+phase: maintenance
+drug: { name: morphine, concentration: 10 mg/mL }
+reservoir: { capacity: 20 mL, low_alarm: 2 mL }
+catheter: { volume: 0.22 mL }
+timezone: Europe/Berlin
+basal: { mode: continuous, rate: 1.5 mg/day }
+patient_bolus: { dose: 0.5 mg, duration: 10 min, lockout: 1 h, max_per_day: 4 }
+limits: { max_daily_dose: 10 mg }
+admixture:
+  - { name: bupivacaine, concentration: 10 mg/mL, max_daily_dose: 4 mg }
+)";
+
+TEST_F(Api, APatientBolusIsRefusedWhenTheAdmixtureDrugWouldCrossItsLimit) {
+  const std::string file = dir.path() + "/mix.yaml";
+  std::ofstream(file) << kMixPrescription;
+  ASSERT_EQ(ctl({"load", file}).exit_code, 0) << ctl({"validate", file}).out;
+  ASSERT_EQ(ctl({"refill", "--withdrawn", "0 mL", "20 mL"}).exit_code, 0);
+  ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
+  ASSERT_EQ(ctl({"prime", "0.22 mL"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return client->get_bool(kPump, "CatheterPrimed") && state() == "idle"; }))
+      << daemon->log();
+  ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
+  ASSERT_EQ(ctl({"start"}).exit_code, 0);
+
+  // Drugs: the primary first, equal to the single-drug properties, then bupivacaine.
+  auto drugs = client->drugs();
+  ASSERT_EQ(drugs.size(), 2u);
+  EXPECT_EQ(drugs[0].name, client->get_string(kPump, "Drug"));
+  EXPECT_EQ(drugs[0].conc, client->get_double(kPump, "ConcentrationMcgPerMl"));
+  EXPECT_EQ(drugs[0].limit, client->get_double(kPump, "DailyLimitMcg"));
+  EXPECT_NEAR(drugs[0].delivered, client->get_double(kPump, "Delivered24hMcg"), 0.5);
+  EXPECT_EQ(drugs[1].name, "bupivacaine");
+  EXPECT_EQ(drugs[1].conc, 10000.0);
+  EXPECT_EQ(drugs[1].limit, 4000.0);
+
+  ASSERT_EQ(client->call(kPump, "ClinicianBolus", "dt", 3600.0, std::uint64_t{600'000'000}), "");
+  // 3.6 mg + 0.5 mg + the basal: within morphine's 10 mg, beyond bupivacaine's 4 mg.
+  EXPECT_EQ(client->call(kPump, "RequestBolus", ""), "org.thecal.Pump1.Error.DailyLimitReached");
+  const auto r = ctl({"bolus"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("DailyLimitReached"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bupivacaine"), std::string::npos) << r.err;
+  // Nothing changed: no patient bolus counted or started.
+  EXPECT_EQ(client->get_u32(kPump, "PatientBolusesToday"), 0u);
+  for (const auto& e : client->events()) {
+    EXPECT_FALSE(e.type == "bolus_started" && e.detail.rfind("patient ", 0) == 0) << e.detail;
+  }
+  drugs = client->drugs();
+  ASSERT_EQ(drugs.size(), 2u);
+  EXPECT_LT(drugs[0].delivered + 4100.0, drugs[0].limit);  // the primary had room
+  // thecalctl status shows every drug against its own limit.
+  const auto st = ctl({"status"});
+  ASSERT_EQ(st.exit_code, 0);
+  EXPECT_NE(st.out.find("bupivacaine, 10 mg/mL"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("of 4 mg limit"), std::string::npos) << st.out;
+}
+
 }  // namespace
 }  // namespace thecal::test
 
