@@ -5,6 +5,7 @@
 // per drug.
 #include <gtest/gtest.h>
 
+#include <stdexcept>
 #include <string>
 
 #include "tests/control/core_harness.hpp"
@@ -113,6 +114,48 @@ TEST(Admixture, EachDrugsTipMassFollowsTheSolutionAtTheTipThroughAConcentrationC
   EXPECT_NEAR(to_mcg(m.drug(0).delivered_24h), m.h.truth.sum(to_usec(m.h.now.mono)), 0.01);
   EXPECT_NEAR(to_mcg(m.drug(1).delivered_24h), m.btruth.sum(to_usec(m.h.now.mono)), 0.01);
   EXPECT_NEAR(to_mcg(m.h.st().delivered_24h), to_mcg(m.drug(0).delivered_24h), 1e-9);
+}
+
+TEST(Admixture, ADrugAddedOrRemovedByARefillIsCountedOnlyWhileItIsAtTheTip) {
+  Mix m;
+  const TherapyPlan a = mix_plan(mg_per_mL(5), mg(10));
+  m.ready(a);
+  m.run(hours(2));
+  // Removed: morphine alone from now on; bupivacaine still comes out of the catheter.
+  const TherapyPlan plain = continuous_plan(mg_per_day(4.8), kMorphine, mg(6));
+  ASSERT_TRUE(m.h.send({.kind = CommandKind::suspend}).ok());
+  ASSERT_TRUE(m.h.send({.kind = CommandKind::refill, .plan = &plain, .volume = mL(20), .withdrawn = m.h.st().reservoir}).ok());
+  m.bupi_res = 0;
+  ASSERT_TRUE(m.h.send({.kind = CommandKind::resume}).ok());
+  EXPECT_EQ(m.h.st().drugs.size(), 1U);  // Drugs: the reservoir's solution
+  const auto slot = [&]() -> const PumpCore::DrugSlot& {
+    for (const auto& d : m.h.core->drug_slots()) {
+      if (d.name.view() == "bupivacaine") return d;
+    }
+    throw std::logic_error("bupivacaine is not counted any more");
+  };
+  const double before = to_mcg(slot().ledger.sum(m.h.now.mono));
+  m.run(hours(8));
+  const double during = to_mcg(slot().ledger.sum(m.h.now.mono)) - before;
+  EXPECT_NEAR(during, 0.5 * 20.0 * 8 * 10, 40.0);  // 8 h of the old solution at the tip
+  m.run(hours(6));  // the line has turned over: no more bupivacaine
+  const double after = to_mcg(slot().ledger.sum(m.h.now.mono)) - before - during;
+  EXPECT_NEAR(after, 0.5 * 20.0 * 3 * 10, 10.0);  // the last 60 uL of it, then none
+  EXPECT_NEAR(to_mcg(slot().ledger.sum(m.h.now.mono)), m.btruth.sum(to_usec(m.h.now.mono)), 0.01);
+
+  // Added: clonidine joins; nothing of it reaches the tip until the line has turned over.
+  TherapyPlan c = continuous_plan(mg_per_day(4.8), kMorphine, mg(6));
+  c.admixture.push_back(AdmixtureDrug{FixedString<32>{"clonidine"}, mcg_per_mL(100), mcg(600)});
+  ASSERT_TRUE(m.h.send({.kind = CommandKind::suspend}).ok());
+  ASSERT_TRUE(m.h.send({.kind = CommandKind::refill, .plan = &c, .volume = mL(20), .withdrawn = m.h.st().reservoir}).ok());
+  ASSERT_TRUE(m.h.send({.kind = CommandKind::resume}).ok());
+  ASSERT_EQ(m.h.st().drugs.size(), 2U);
+  EXPECT_EQ(m.drug(1).name.view(), "clonidine");
+  m.run(hours(10));
+  EXPECT_EQ(m.drug(1).delivered_24h, mcg(0));
+  m.run(hours(3));
+  // The last 2 h at 20 uL/h of 100 mcg/mL.
+  EXPECT_NEAR(to_mcg(m.drug(1).delivered_24h), 4.0, 0.3);
 }
 
 TEST(Admixture, BasalThatWouldTakeTheAdmixtureDrugPastItsLimitIsHeldBackAndTheAlarmNamesIt) {
