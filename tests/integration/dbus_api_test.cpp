@@ -283,6 +283,10 @@ TEST_F(Api, SignalsAndRateLimitedPropertiesChanged) {
   const int reservoir_updates = rec.count("PropertiesChanged:ReservoirUl");
   EXPECT_GE(reservoir_updates, 2);
   EXPECT_LE(reservoir_updates, 4);
+  // Drugs (issue 16) carries the 24 h masses: a fast figure too.
+  const int drugs_updates = rec.count("PropertiesChanged:Drugs");
+  EXPECT_GE(drugs_updates, 2);
+  EXPECT_LE(drugs_updates, 4);
   ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
 
   // Occlusion: the motor stops, AlarmRaised(occlusion, high), state stopped.
@@ -795,6 +799,21 @@ TEST_F(Api, APatientBolusIsRefusedWhenTheAdmixtureDrugWouldCrossItsLimit) {
   ASSERT_EQ(st.exit_code, 0);
   EXPECT_NE(st.out.find("bupivacaine, 10 mg/mL"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("of 4 mg limit"), std::string::npos) << st.out;
+
+  // The basal then takes bupivacaine to its limit within hours: held back (S1), and the
+  // daily_limit alarm names bupivacaine; neither drug goes past its own limit.
+  ASSERT_EQ(ctl({"time-scale", "20000"}).exit_code, 0);
+  std::string out;
+  EXPECT_TRUE(wait_until([&] {
+    out = ctl({"status"}).out;
+    return out.find("daily_limit: rolling 24 h dose limit of bupivacaine reached") != std::string::npos;
+  }, 20'000)) << out;
+  ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
+  drugs = client->drugs();
+  ASSERT_EQ(drugs.size(), 2u);
+  EXPECT_LE(drugs[1].delivered, 4000.0);
+  EXPECT_GT(drugs[1].delivered, 3990.0);
+  EXPECT_LT(drugs[0].delivered, 4100.0);
 }
 
 }  // namespace
