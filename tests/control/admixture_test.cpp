@@ -5,6 +5,10 @@
 // per drug.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <initializer_list>
+#include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -284,6 +288,102 @@ TEST(Admixture, ALoadThatChangesTheAdmixtureInAFilledReservoirNeedsRefill) {
   const TherapyPlan l = mix_plan(mg_per_mL(5), mg(8));
   EXPECT_TRUE(m.h.send({.kind = CommandKind::load_prescription, .plan = &l}).ok());
   EXPECT_EQ(m.drug(1).daily_limit, mg(8));
+}
+
+TherapyPlan with_admix(std::initializer_list<const char*> names, const char* primary = "morphine") {
+  TherapyPlan p = continuous_plan(mg_per_day(4.8), kMorphine, mg(6));
+  p.drug = primary;
+  for (const char* n : names) p.admixture.push_back(AdmixtureDrug{FixedString<32>{n}, mg_per_mL(1), mg(10)});
+  return p;
+}
+
+Reply refill_with(Mix& m, const TherapyPlan& p) {
+  EXPECT_TRUE(m.h.send({.kind = CommandKind::suspend}).ok());
+  const Reply r = m.h.send({.kind = CommandKind::refill, .plan = &p, .volume = mL(20), .withdrawn = m.h.st().reservoir});
+  EXPECT_TRUE(m.h.send({.kind = CommandKind::resume}).ok());
+  return r;
+}
+
+TEST(Admixture, ARefillNeedingMoreDrugSlotsThanFreeIsRefusedAndChangesNothing) {
+  Mix m;
+  const TherapyPlan a = with_admix({"d1", "d2", "d3"});
+  m.ready(a);
+  m.run(hours(1));
+  const TherapyPlan b = with_admix({"d4", "d5", "d6"});
+  ASSERT_TRUE(refill_with(m, b).ok());
+  m.run(hours(1));
+  // d1..d3 are still in the line and the last 24 h, d4..d6 in the reservoir: no slot left.
+  const TherapyPlan c = with_admix({"d7"});
+  const Reply r = refill_with(m, c);
+  EXPECT_EQ(r.refusal, Refusal::invalid_state);
+  EXPECT_NE(std::string(r.message.view()).find("too many drugs"), std::string::npos) << r.message.view();
+  ASSERT_EQ(m.h.st().drugs.size(), 4U);
+  EXPECT_EQ(m.drug(1).name.view(), "d4");
+  // The last of d1..d3 left the tip 11 h after that refill: a day later their slots are
+  // free again.
+  m.run(hours(30), seconds(60));
+  EXPECT_EQ(refill_with(m, c).refusal, Refusal::invalid_state);  // 31 h: still counted
+  m.run(hours(6), seconds(60));
+  EXPECT_TRUE(refill_with(m, c).ok());
+  EXPECT_EQ(m.drug(1).name.view(), "d7");
+}
+
+TEST(Admixture, ADrugDoesNotChangeBetweenPrimaryAndAdmixtureWhileItIsCounted) {
+  Mix m;
+  const TherapyPlan a = mix_plan(mg_per_mL(5), mg(10));
+  m.ready(a);
+  m.run(hours(2));
+  // Bupivacaine as the new primary: its admixture ledger still counts the last 2 h.
+  const TherapyPlan b = with_admix({}, "bupivacaine");
+  Reply r = refill_with(m, b);
+  EXPECT_EQ(r.refusal, Refusal::invalid_state);
+  EXPECT_NE(std::string(r.message.view()).find("new primary drug"), std::string::npos) << r.message.view();
+  // Morphine into the admixture while the primary ledger counts it.
+  const TherapyPlan c = with_admix({"morphine"}, "hydromorphone");
+  r = refill_with(m, c);
+  EXPECT_EQ(r.refusal, Refusal::invalid_state);
+  EXPECT_NE(std::string(r.message.view()).find("old primary drug"), std::string::npos) << r.message.view();
+  EXPECT_EQ(m.h.st().drug.view(), "morphine");
+  EXPECT_EQ(m.drug(1).name.view(), "bupivacaine");
+}
+
+TEST(Admixture, TheCoreRefusesAnAdmixtureItCannotTrust) {
+  Harness h;
+  TherapyPlan p = with_admix({"morphine"});
+  EXPECT_EQ(h.send({.kind = CommandKind::load_prescription, .plan = &p}).refusal, Refusal::invalid_prescription);
+  p = with_admix({"d1", "d1"});
+  EXPECT_EQ(h.send({.kind = CommandKind::load_prescription, .plan = &p}).refusal, Refusal::invalid_prescription);
+  p = with_admix({"d1"});
+  p.admixture[0].concentration = Concentration::canonical(std::nan(""));
+  EXPECT_EQ(h.send({.kind = CommandKind::load_prescription, .plan = &p}).refusal, Refusal::invalid_prescription);
+  p = with_admix({"d1"});
+  p.admixture[0].max_daily_dose = mcg(0);
+  EXPECT_EQ(h.send({.kind = CommandKind::load_prescription, .plan = &p}).refusal, Refusal::invalid_prescription);
+  EXPECT_FALSE(h.st().has_prescription);
+}
+
+TEST(Admixture, ADamagedAdmixtureTailIsRefused) {
+  Mix m;
+  const TherapyPlan p = mix_plan(mg_per_mL(5), mg(10));
+  m.ready(p);
+  m.run(hours(1));
+  auto good = std::make_unique<CoreState>();
+  m.h.core->export_state(*good, m.h.now);
+  auto refused = [&](auto&& damage, const char* why) {
+    auto s = std::make_unique<CoreState>(*good);
+    damage(*s);
+    const auto b = encode_core_state(*s);
+    std::string err;
+    EXPECT_FALSE(decode_core_state(std::string(b.begin(), b.end()), &err)) << why;
+    EXPECT_NE(err.find(why), std::string::npos) << err;
+  };
+  refused([](CoreState& s) { s.plan_slots[0] = static_cast<std::uint8_t>(kDrugSlots); }, "bad admixture slot");
+  refused([](CoreState& s) { s.plan_slots[0] = 5; }, "outside its slot");
+  refused([](CoreState& s) { s.reservoir_admix[0] = mg_per_mL(-1); }, "negative or not finite");
+  refused([](CoreState& s) { s.catheter.back().admix[0] = Concentration::canonical(std::nan("")); },
+          "negative or not finite");
+  refused([](CoreState& s) { s.drug_slots[0].limit = Mass::canonical(std::numeric_limits<double>::infinity()); },
+          "negative or not finite");
 }
 
 }  // namespace
