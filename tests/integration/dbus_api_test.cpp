@@ -799,6 +799,11 @@ TEST_F(Api, APatientBolusIsRefusedWhenTheAdmixtureDrugWouldCrossItsLimit) {
   ASSERT_EQ(st.exit_code, 0);
   EXPECT_NE(st.out.find("bupivacaine, 10 mg/mL"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("of 4 mg limit"), std::string::npos) << st.out;
+  const auto js = ctl({"--json", "status"});
+  ASSERT_EQ(js.exit_code, 0);
+  EXPECT_NE(js.out.find("\"drugs\":[{\"name\":\"morphine\",\"concentration_mcg_per_ml\":10000,"), std::string::npos) << js.out;
+  EXPECT_NE(js.out.find("{\"name\":\"bupivacaine\",\"concentration_mcg_per_ml\":10000,"), std::string::npos) << js.out;
+  EXPECT_NE(js.out.find("\"daily_limit_mcg\":4000}"), std::string::npos) << js.out;
 
   // The basal then takes bupivacaine to its limit within hours: held back (S1), and the
   // daily_limit alarm names bupivacaine; neither drug goes past its own limit.
