@@ -819,6 +819,23 @@ TEST_F(Api, APatientBolusIsRefusedWhenTheAdmixtureDrugWouldCrossItsLimit) {
   EXPECT_LE(drugs[1].delivered, 4000.0);
   EXPECT_GT(drugs[1].delivered, 3990.0);
   EXPECT_LT(drugs[0].delivered, 4100.0);
+
+  // A refill with a weaker bupivacaine (same morphine): Drugs shows the reservoir's new
+  // solution at once, and bupivacaine's 24 h mass carries on (the old solution is still in
+  // the line), still within its limit.
+  const std::string weaker = dir.path() + "/weaker.yaml";
+  std::string text = kMixPrescription;
+  text.replace(text.find("concentration: 10 mg/mL, max_daily_dose: 4 mg"), 23, "concentration: 5 mg/mL");
+  std::ofstream(weaker) << text;
+  ASSERT_EQ(ctl({"suspend"}).exit_code, 0);
+  const auto refilled = ctl({"refill", "--withdrawn", "19 mL", "20 mL", "--prescription", weaker});
+  ASSERT_EQ(refilled.exit_code, 0) << refilled.err;
+  ASSERT_EQ(ctl({"resume"}).exit_code, 0);
+  const auto after = client->drugs();
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[1].conc, 5000.0);
+  EXPECT_GE(after[1].delivered, drugs[1].delivered - 1.0);  // the same ledger (a minute may leave it)
+  EXPECT_LE(after[1].delivered, 4000.0);
 }
 
 }  // namespace
