@@ -185,6 +185,13 @@ TEST(Admixture, BasalThatWouldTakeTheAdmixtureDrugPastItsLimitIsHeldBackAndTheAl
     if (e.type == EventType::alarm_raised && e.alarm == AlarmCode::daily_limit) named = e.drug.view() == "bupivacaine";
   }
   EXPECT_TRUE(named);
+  // As the first day's mass leaves the window, delivery goes on, never past the limit.
+  for (int i = 0; i < 6 * 24; ++i) {
+    m.run(minutes(10));
+    worst = std::max(worst, m.btruth.sum(to_usec(m.h.now.mono)));
+  }
+  EXPECT_LE(worst, 1000.0 + 1e-6);
+  EXPECT_GT(m.bupi_total, 1800.0);  // about 1 mg per rolling day
 }
 
 TEST(Admixture, PrimaryAtItsLimitNamesThePrimary) {
@@ -223,6 +230,9 @@ TEST(Admixture, BolusesThatWouldTakeTheAdmixtureDrugPastItsLimitAreRefusedAndCha
   EXPECT_EQ(m.h.st().mass_rate, before.mass_rate);
   EXPECT_EQ(m.h.events.size(), events + 2);
   EXPECT_EQ(m.h.count(EventType::command_refused), 2U);
+  // NextPatientBolusUsec waits for room for bupivacaine too (morphine has room, no lockout).
+  m.run(seconds(2), seconds(1));
+  EXPECT_GT(m.h.st().next_patient_bolus, m.h.now.wall);
   // A smaller clinician bolus that fits both limits is accepted.
   const Reply ok = m.h.send({.kind = CommandKind::clinician_bolus, .dose = mg(0.2), .duration = minutes(10)});
   EXPECT_TRUE(ok.ok()) << ok.message.view();
