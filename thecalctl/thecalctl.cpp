@@ -793,7 +793,13 @@ int on_signal(sd_bus_message* m, void* userdata, sd_bus_error* /*err*/) {
       else if (sig == "b") { int v = 0; (void)sd_bus_message_read(m, "b", &v); val = v ? "yes" : "no"; }
       else if (sig == "u") { std::uint32_t v = 0; (void)sd_bus_message_read(m, "u", &v); val = std::to_string(v); }
       else if (sig == "t") { std::uint64_t v = 0; (void)sd_bus_message_read(m, "t", &v); val = std::to_string(v); }
-      else { std::vector<Alarm> al; (void)read_alarms(m, al); for (auto& a : al) val += a.code + " "; if (val.empty()) val = "none"; }
+      else if (sig == "a(sddd)") {
+        std::vector<DrugFigure> dr;
+        (void)read_drugs(m, dr);
+        for (const auto& x : dr) val += (val.empty() ? "" : "; ") + x.name + " " + human_mass(x.delivered) + " of " + human_mass(x.limit);
+        if (val.empty()) val = "none";
+      } else if (sig == "a(ssst)") { std::vector<Alarm> al; (void)read_alarms(m, al); for (auto& a : al) val += a.code + " "; if (val.empty()) val = "none"; }
+      else { (void)sd_bus_message_skip(m, contents); val = "?"; }
       (void)sd_bus_message_exit_container(m);
       (void)sd_bus_message_exit_container(m);
       line += std::string(line.empty() ? "" : ", ") + name + "=" + val;

@@ -637,6 +637,11 @@ TEST_F(Api, MonitorShowsChangesAsTheyHappen) {
   EXPECT_NE(all.find("State=infusing"), std::string::npos) << all;
   EXPECT_NE(all.find("AlarmRaised high occlusion"), std::string::npos) << all;
   EXPECT_NE(all.find("State=stopped"), std::string::npos) << all;
+  // Drugs (issue 16): each drug's 24 h mass against its limit, and the figures after it
+  // in the same signal still read.
+  EXPECT_NE(all.find("Drugs=morphine "), std::string::npos) << all;
+  EXPECT_NE(all.find(" of 3 mg"), std::string::npos) << all;
+  EXPECT_EQ(all.find("=?"), std::string::npos) << all;
 }
 
 TEST_F(Api, HistoryAndEventsReadableByEveryone) {
