@@ -82,6 +82,7 @@ DescribedEvent describe(const Event& e) {
     case EventType::alarm_raised:
       d.detail = std::string(to_string(e.alarm)) + " (" + std::string(to_string(priority_of(e.alarm))) +
                  "): " + std::string(alarm_message(e.alarm));
+      if (!e.drug.empty()) d.detail += " (" + std::string(e.drug.view()) + ")";
       d.priority = priority_of(e.alarm) == AlarmPriority::high ? 2 : (priority_of(e.alarm) == AlarmPriority::medium ? 4 : 5);
       break;
     case EventType::alarm_cleared:

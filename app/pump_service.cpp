@@ -505,6 +505,11 @@ void PumpService::handle_event(const Event& e) {
       alarm_detail_[static_cast<std::size_t>(AlarmCode::refill_discrepancy)] = buf;
     }
   }
+  // S1 with an admixture: the daily_limit alarm says which drug is at its limit.
+  if (e.type == EventType::alarm_raised && e.alarm == AlarmCode::daily_limit && !e.drug.empty()) {
+    alarm_detail_[static_cast<std::size_t>(AlarmCode::daily_limit)] =
+        "rolling 24 h dose limit of " + std::string(e.drug.view()) + " reached: basal held back";
+  }
   if (e.type == EventType::alarm_cleared && static_cast<std::size_t>(e.alarm) < kAlarmCount) {
     alarm_detail_[static_cast<std::size_t>(e.alarm)].clear();
   }

@@ -146,6 +146,14 @@ struct Draft {
   const YamlNode* bolus_duration_node = nullptr;
   const YamlNode* max_daily_node = nullptr;
   const YamlNode* conc_node = nullptr;
+  // admixture[i]: its library entry and nodes (nullptr where not read).
+  struct Admix {
+    const Drug* drug = nullptr;
+    const YamlNode* max_daily_node = nullptr;
+    bool have_conc = false;
+    bool have_max_daily = false;
+  };
+  std::vector<Admix> admix;
 };
 
 void read_trial(Document& doc, const YamlNode* n, const PrescriptionContext& ctx, Draft& d,
@@ -389,6 +397,69 @@ void read_limits(Document& doc, const YamlNode* n, Draft& d) {
   }
 }
 
+// `admixture:` (SPEC 3.1): the other drugs of the solution, each checked against the
+// library like the primary drug; the daily checks that need the whole plan are in
+// check_cross_fields.
+void read_admixture(Document& doc, const YamlNode& n, const PrescriptionContext& ctx, Draft& d) {
+  const auto items = read_list(doc, n);
+  if (items.size() > kMaxAdmixture) {
+    doc.problem(*items[kMaxAdmixture], "too many admixture drugs: at most " + std::to_string(kMaxAdmixture) +
+                                           " besides drug.name");
+  }
+  std::vector<std::string> seen_at;  // where each admixture drug was named
+  for (std::size_t i = 0; i < items.size() && i < kMaxAdmixture; ++i) {
+    MapReader m(doc, items[i], {"name", "concentration", "max_daily_dose"});
+    Draft::Admix a;
+    AdmixtureDrug drug;
+    if (const YamlNode* p = m.require("name")) {
+      if (auto s = read_string(doc, *p)) {
+        a.drug = ctx.drugs->find(*s);
+        if (a.drug == nullptr) {
+          std::string known;
+          for (const Drug& g : ctx.drugs->drugs) known += (known.empty() ? "" : ", ") + g.name;
+          doc.problem(*p, "unknown drug " + in_quotes(*s) + " (the drug library has: " + known + ")");
+        } else {
+          drug.name = a.drug->name;
+          if (a.drug == d.drug) {
+            doc.problem(*p, a.drug->name + " is already the prescription's drug (drug.name): a drug may appear once");
+            a.drug = nullptr;
+          }
+          for (std::size_t j = 0; a.drug != nullptr && j < d.admix.size(); ++j) {
+            if (d.admix[j].drug == a.drug) {
+              doc.problem(*p, a.drug->name + " is already in the admixture (" + seen_at[j] +
+                                  "): a drug may appear once");
+              a.drug = nullptr;  // one problem is enough; no daily checks for the duplicate
+              break;
+            }
+          }
+        }
+      }
+      seen_at.push_back(p->path);
+    } else {
+      seen_at.emplace_back();
+    }
+    if (const YamlNode* p = m.require("concentration")) {
+      if (auto c = read<Concentration>(doc, *p)) {
+        drug.concentration = *c;
+        a.have_conc = true;
+        if (a.drug != nullptr && *c > a.drug->max_concentration) {
+          doc.problem(*p, format_concentration(*c) + " is above the library's maximum concentration for " +
+                              a.drug->name + " (" + format_concentration(a.drug->max_concentration) + ")");
+        }
+      }
+    }
+    if (const YamlNode* p = m.require("max_daily_dose")) {
+      a.max_daily_node = p;
+      if (auto v = read<Mass>(doc, *p)) {
+        drug.max_daily_dose = *v;
+        a.have_max_daily = true;
+      }
+    }
+    d.plan.admixture.push_back(drug);
+    d.admix.push_back(a);
+  }
+}
+
 Mass basal_daily_mass(const TherapyPlan& p) {
   if (p.basal_mode == BasalMode::continuous) return p.continuous_rate * hours(24);
   Mass total;
@@ -442,6 +513,34 @@ void check_cross_fields(Document& doc, const PrescriptionContext& ctx, Draft& d)
                                          format_mass(p.max_daily_dose));
     }
   }
+  // Each admixture drug: its limit against the library, its planned daily mass (the
+  // primary's, in the ratio of the concentrations) against its limit.
+  for (std::size_t i = 0; i < d.admix.size(); ++i) {
+    const Draft::Admix& a = d.admix[i];
+    const AdmixtureDrug& x = p.admixture[i];
+    if (a.drug == nullptr || !a.have_max_daily) continue;
+    if (x.max_daily_dose > a.drug->hard_max_daily) {
+      doc.problem(*a.max_daily_node, format_mass(x.max_daily_dose) + " is above the library's hard maximum for " +
+                                         a.drug->name + " (" + format_mass(a.drug->hard_max_daily) + " per day)");
+      continue;
+    }
+    if (x.max_daily_dose > a.drug->soft_max_daily && !d.override_soft) {
+      doc.problem(*a.max_daily_node, format_mass(x.max_daily_dose) + " is above the library's soft maximum for " +
+                                         a.drug->name + " (" + format_mass(a.drug->soft_max_daily) +
+                                         " per day): confirm with limits.override_soft_limit: true");
+    }
+    if (a.have_conc && d.have_conc && d.have_basal && d.have_periodic && d.have_bolus) {
+      const Mass primary = basal_daily_mass(p) + periodic_daily_mass(p) + bolus_daily_mass(p);
+      const Mass planned = primary * (x.concentration / p.concentration);
+      if (planned > x.max_daily_dose) {
+        doc.problem(*a.max_daily_node, "the planned daily mass of " + a.drug->name + " " + format_mass(planned) +
+                                           " (" + format_mass(primary) + " of " + std::string(p.drug.view()) +
+                                           " at " + format_concentration(x.concentration) + " : " +
+                                           format_concentration(p.concentration) + ") is above its max_daily_dose " +
+                                           format_mass(x.max_daily_dose));
+      }
+    }
+  }
   // Reachable motor rates.
   if (!d.have_conc) return;
   auto volume_rate = [&](MassRate r) { return r / p.concentration; };
@@ -488,7 +587,7 @@ LoadedPrescription parse_prescription(std::string_view text, const std::string& 
   Draft d;
   MapReader top(doc, doc.root(),
                 {"version", "patient", "phase", "trial", "drug", "reservoir", "catheter", "timezone", "basal",
-                 "patient_bolus", "limits"});
+                 "patient_bolus", "limits", "admixture"});
   if (const YamlNode* p = top.require("version")) read_version(doc, *p);
   if (const YamlNode* p = top.require("patient")) {
     if (auto s = read_string(doc, *p)) {
@@ -543,6 +642,7 @@ LoadedPrescription parse_prescription(std::string_view text, const std::string& 
   read_basal(doc, top.require("basal"), d);
   if (const YamlNode* p = top.get("patient_bolus")) read_patient_bolus(doc, p, d);
   read_limits(doc, top.require("limits"), d);
+  if (const YamlNode* p = top.get("admixture")) read_admixture(doc, *p, ctx, d);
   check_cross_fields(doc, ctx, d);
 
   if (!out.problems.empty()) return out;
@@ -566,6 +666,10 @@ std::string summarize(const TherapyPlan& plan, const BoardParams& board) {
   }
   line("Drug:       " + std::string(plan.drug.view()) + " " + format_concentration(plan.concentration) + " (" +
        format_number(to_mcg_per_mL(plan.concentration)) + " mcg/mL)");
+  for (const AdmixtureDrug& x : plan.admixture) {
+    line("Admixture:  " + std::string(x.name.view()) + " " + format_concentration(x.concentration) + " (" +
+         format_number(to_mcg_per_mL(x.concentration)) + " mcg/mL), max_daily_dose " + format_mass(x.max_daily_dose));
+  }
   if (plan.basal_mode == BasalMode::continuous) {
     line("Basal:      continuous " + format_mass_rate(plan.continuous_rate));
   } else {
@@ -595,6 +699,11 @@ std::string summarize(const TherapyPlan& plan, const BoardParams& board) {
   line("  patient boluses    " + format_mass(bolus));
   line("  total              " + format_mass(total) + " of max_daily_dose " + format_mass(plan.max_daily_dose) + " (" +
        format_number(100.0 * (total / plan.max_daily_dose)) + " %)");
+  for (const AdmixtureDrug& x : plan.admixture) {
+    const Mass m = total * (x.concentration / plan.concentration);
+    line("  " + std::string(x.name.view()) + " with it: " + format_mass(m) + " of max_daily_dose " +
+         format_mass(x.max_daily_dose) + " (" + format_number(100.0 * (m / x.max_daily_dose)) + " %)");
+  }
   const double basal_ul_day = to_uL(basal / plan.concentration);
   const double total_ul_day = to_uL(total / plan.concentration);
   line("Volume:     " + format_number(basal_ul_day) + " uL/day basal, " + format_number(total_ul_day) +

@@ -2,8 +2,14 @@
 // the pump end comes out at the tip in order; drug reaches the patient only once the
 // catheter is full, and after a change of concentration the tip keeps seeing the old
 // solution until the catheter's dead volume has been pushed through.
+//
+// Admixture (SPEC 2, S1, S3): each segment also carries the concentration of every other
+// drug of its solution, by the core's drug slot (PumpCore keeps which drug each slot is),
+// so each drug's mass at the tip follows the solution actually at the tip.  The primary
+// drug's arithmetic is the same with or without admixture.
 #pragma once
 
+#include <array>
 #include <cstddef>
 
 #include <boost/container/static_vector.hpp>
@@ -12,13 +18,22 @@
 
 namespace thecal {
 
+/// Admixture drugs the core can track at once: the plan's (at most kMaxAdmixture) and,
+/// until they have left the line and the rolling 24 h, those a refill took out.
+inline constexpr std::size_t kDrugSlots = 6;
+/// Concentration of each admixture drug in a solution, by drug slot (0: not in it).
+using AdmixConc = std::array<Concentration, kDrugSlots>;
+/// Mass of each admixture drug, by drug slot.
+using AdmixMass = std::array<Mass, kDrugSlots>;
+
 class Catheter {
  public:
   static constexpr std::size_t kMaxSegments = 16;
 
   struct Segment {
     Volume volume;
-    Concentration concentration;
+    Concentration concentration;  // the primary drug
+    AdmixConc admix{};            // the admixture drugs, by slot
   };
 
   explicit Catheter(Volume dead_volume = uL(0)) : capacity_(dead_volume) {}
@@ -27,9 +42,17 @@ class Catheter {
   void set_capacity(Volume v);
   /// Pushes `v` of solution at `c` in at the pump end; returns the drug mass that leaves
   /// the tip.
-  Mass push(Volume v, Concentration c);
+  Mass push(Volume v, Concentration c) { return push(v, c, AdmixConc{}, nullptr); }
+  /// Same, for a solution with admixture `a`; each admixture drug's mass leaving the tip
+  /// goes to `*out` (when not null).
+  Mass push(Volume v, Concentration c, const AdmixConc& a, AdmixMass* out);
   /// The mass that pushing `v` would deliver at the tip, without changing anything.
-  [[nodiscard]] Mass mass_out_if_pushed(Volume v, Concentration c) const;
+  [[nodiscard]] Mass mass_out_if_pushed(Volume v, Concentration c) const {
+    return mass_out_if_pushed(v, c, AdmixConc{}, nullptr);
+  }
+  [[nodiscard]] Mass mass_out_if_pushed(Volume v, Concentration c, const AdmixConc& a, AdmixMass* out) const;
+  /// Whether any segment holds admixture drug `slot`.
+  [[nodiscard]] bool holds(std::size_t slot) const;
   /// The volume to push for `m` of drug to leave the tip (infinite if it never would).
   [[nodiscard]] Volume volume_for_mass(Mass m, Concentration incoming) const {
     return volume_for_mass(m, incoming, uL(0));
@@ -51,6 +74,8 @@ class Catheter {
   /// Concentration of the solution now at the tip (what the next drop delivers); the
   /// incoming concentration when the catheter is empty of solution.
   [[nodiscard]] Concentration tip_concentration(Concentration incoming) const;
+  /// The admixture at the tip, likewise.
+  [[nodiscard]] const AdmixConc& tip_admix(const AdmixConc& incoming) const;
   [[nodiscard]] const boost::container::static_vector<Segment, kMaxSegments>& segments() const { return segs_; }
   /// Restores contents (journal recovery, therapy import).
   void restore(const boost::container::static_vector<Segment, kMaxSegments>& segs) { segs_ = segs; }

@@ -4,6 +4,7 @@
 #include "control/core_state.hpp"
 #include "control/core_state_fields.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <memory>
@@ -44,6 +45,8 @@ class Writer {
       u8(v ? 1 : 0);
     } else if constexpr (std::is_enum_v<T>) {
       u8(static_cast<std::uint8_t>(v));
+    } else if constexpr (std::is_same_v<T, std::uint8_t>) {
+      u8(v);
     } else if constexpr (std::is_same_v<T, std::uint32_t>) {
       u32(v);
     } else if constexpr (std::is_same_v<T, std::uint64_t>) {
@@ -78,6 +81,31 @@ class Writer {
     static_assert(std::tuple_size_v<Array> == alarm_count(kCoreStateFormat));
     u32(static_cast<std::uint32_t>(v.size()));
     (*this)(name, v);
+  }
+  void admixture_tail(const char* /*name*/, const CoreState& s) {
+    const bool plan_mix = s.plan && !s.plan->admixture.empty();
+    const bool slots_used =
+        std::any_of(s.drug_slots.begin(), s.drug_slots.end(), [](const CoreDrugSlot& d) { return !d.name.empty(); });
+    if (!plan_mix && !slots_used) return;
+    u32(kAdmixtureTail);
+    const std::size_t n = s.plan ? s.plan->admixture.size() : 0;
+    u32(static_cast<std::uint32_t>(n));
+    for (std::size_t i = 0; i < n; ++i) {
+      const AdmixtureDrug& x = s.plan->admixture[i];
+      (*this)("admixture name", x.name);
+      (*this)("admixture concentration", x.concentration);
+      (*this)("admixture max_daily_dose", x.max_daily_dose);
+      (*this)("admixture slot", s.plan_slots[i]);
+    }
+    (*this)("reservoir_admix", s.reservoir_admix);
+    u32(static_cast<std::uint32_t>(s.catheter.size()));
+    for (const auto& seg : s.catheter) (*this)("segment admix", seg.admix);
+    u32(static_cast<std::uint32_t>(kDrugSlots));
+    for (const auto& d : s.drug_slots) {
+      (*this)("drug slot name", d.name);
+      (*this)("drug slot limit", d.limit);
+      ledger("drug slot ledger", d.ledger);
+    }
   }
   template <class Array>
   void ledger(const char* /*name*/, const Array& buckets) {
@@ -133,6 +161,8 @@ class Reader {
       const auto e = u8();
       if (e > enum_max(T{}, format_)) fail(std::string("bad ") + name);
       v = static_cast<T>(e);
+    } else if constexpr (std::is_same_v<T, std::uint8_t>) {
+      v = u8();
     } else if constexpr (std::is_same_v<T, std::uint32_t>) {
       v = u32();
     } else if constexpr (std::is_same_v<T, std::uint64_t>) {
@@ -184,6 +214,44 @@ class Reader {
     const std::size_t n = alarm_count(format_);
     if (ok && u32() != n) return fail(std::string(name) + ": a table of another size");
     for (std::size_t i = 0; i < n && i < v.size(); ++i) (*this)(name, v[i]);
+  }
+  void admixture_tail(const char* /*name*/, CoreState& s) {
+    if (!ok || in_.size() - pos_ < 4) return;  // absent in a state without admixture
+    const std::uint32_t version = u32();
+    if (version != kAdmixtureTail) {
+      return fail("admixture tail version " + std::to_string(version) + " is not " + std::to_string(kAdmixtureTail));
+    }
+    const std::uint32_t n = u32();
+    if (n > kMaxAdmixture) return fail("too many admixture drugs");
+    if (ok && n > 0 && !s.plan) return fail("an admixture without a prescription");
+    for (std::uint32_t i = 0; i < n && ok; ++i) {
+      AdmixtureDrug x;
+      (*this)("admixture name", x.name);
+      (*this)("admixture concentration", x.concentration);
+      (*this)("admixture max_daily_dose", x.max_daily_dose);
+      (*this)("admixture slot", s.plan_slots[i]);
+      if (s.plan_slots[i] >= kDrugSlots) fail("bad admixture slot");
+      if (ok) s.plan->admixture.push_back(x);
+    }
+    (*this)("reservoir_admix", s.reservoir_admix);
+    if (ok && u32() != s.catheter.size()) return fail("admixture for another number of catheter segments");
+    for (auto& seg : s.catheter) (*this)("segment admix", seg.admix);
+    if (ok && u32() != kDrugSlots) return fail("drug slot table of another size");
+    for (auto& d : s.drug_slots) {
+      (*this)("drug slot name", d.name);
+      (*this)("drug slot limit", d.limit);
+      ledger("drug slot ledger", d.ledger);
+    }
+    // Every plan drug in a slot of its name; every figure finite and not negative.
+    for (std::uint32_t i = 0; i < n && ok; ++i) {
+      if (!(s.drug_slots[s.plan_slots[i]].name == s.plan->admixture[i].name)) fail("an admixture drug outside its slot");
+    }
+    auto bad = [](auto q) { return !q.is_finite() || q < decltype(q){}; };
+    for (std::size_t k = 0; k < kDrugSlots && ok; ++k) {
+      bool b = bad(s.reservoir_admix[k]) || bad(s.drug_slots[k].limit);
+      for (const auto& seg : s.catheter) b = b || bad(seg.admix[k]);
+      if (b) fail("an admixture concentration or limit is negative or not finite");
+    }
   }
   template <class Array>
   void ledger(const char* name, Array& buckets) {

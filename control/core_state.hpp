@@ -31,6 +31,7 @@
 
 #include "control/catheter.hpp"
 #include "control/event.hpp"
+#include "control/fixed_string.hpp"
 #include "control/pump_state.hpp"
 #include "control/rolling_ledger.hpp"
 #include "control/status.hpp"
@@ -51,6 +52,13 @@ struct CoreBolusState {
   Mass programmed;
   Mass held;
   std::uint32_t uid = kSystemUid;
+};
+
+/// An admixture drug slot (PumpCore::DrugSlot) as plain data.
+struct CoreDrugSlot {
+  FixedString<32> name;  // empty: free
+  Mass limit;
+  std::array<RollingLedger::Bucket, RollingLedger::kBuckets> ledger{};
 };
 
 struct CoreState {
@@ -100,6 +108,13 @@ struct CoreState {
   MonoTime refill_began{};                // the session's start (state refilling)
   WallTime last_fill_wall{};              // the last fill (S13)
   std::optional<WallTime> stopped_since;  // delivery stopped at (S14)
+
+  // ---- admixture (issue 16): encoded as a versioned tail, written only when a drug slot
+  // is in use, so that a state without admixture encodes as before and an older journal
+  // (no tail) decodes to no admixture.  The catheter segments' admixture is in `catheter`.
+  AdmixConc reservoir_admix{};
+  std::array<CoreDrugSlot, kDrugSlots> drug_slots{};
+  std::array<std::uint8_t, kMaxAdmixture> plan_slots{};  // plan->admixture[i] -> drug slot
 };
 
 /// How a restored state's monotonic times map onto the new run's clock.  The new run
@@ -122,6 +137,8 @@ struct RestoreReport {
 
 /// Binary form: versioned, every length and enum checked on decode.
 inline constexpr std::uint32_t kCoreStateFormat = 2;  // 1 is still read
+/// Version of the admixture tail that may follow the state (issue 16).
+inline constexpr std::uint32_t kAdmixtureTail = 1;
 std::vector<std::uint8_t> encode_core_state(const CoreState& s);
 /// nullopt with `err` set if the bytes are not a valid state of a known format.
 std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* err);

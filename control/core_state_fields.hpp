@@ -86,6 +86,26 @@ void fields_of(A& a, T& al) requires std::is_same_v<std::remove_const_t<T>, Alar
   a("silenced_until", al.silenced_until);
 }
 
+// Inside the admixture tail (its layout is core_state.cpp's; these serve archives that list
+// or compare every field, such as the tests').
+template <class A, class T>
+void fields_of(A& a, T& x) requires std::is_same_v<std::remove_const_t<T>, AdmixtureDrug> {
+  a("name", x.name);
+  a("concentration", x.concentration);
+  a("max_daily_dose", x.max_daily_dose);
+}
+template <class A, class T>
+void fields_of(A& a, T& b) requires std::is_same_v<std::remove_const_t<T>, RollingLedger::Bucket> {
+  a("index", b.index);
+  a("pg", b.pg);
+}
+template <class A, class T>
+void fields_of(A& a, T& d) requires std::is_same_v<std::remove_const_t<T>, CoreDrugSlot> {
+  a("name", d.name);
+  a("limit", d.limit);
+  a.ledger("ledger", d.ledger);
+}
+
 }  // namespace thecal
 
 namespace thecal::detail {
@@ -121,7 +141,8 @@ struct is_quantity<Quantity<M, V, T>> : std::true_type {};
 /// order; a.counted(name, array) and a.ledger(name, buckets) for the two special cases of
 /// format 1, a.plan_field(name, plan, member) for a plan field stored after the state (so the
 /// plan's own layout stays), and a.format() for what the bytes hold (the archive's format:
-/// kCoreStateFormat when writing, the one read when reading).
+/// kCoreStateFormat when writing, the one read when reading), a.admixture_tail(name, s) for
+/// the admixture's optional tail.
 template <class A, class S>
 void core_state_fields(A& a, S& s) {
   a("mono", s.mono);
@@ -164,6 +185,11 @@ void core_state_fields(A& a, S& s) {
     a("last_fill_wall", s.last_fill_wall);
     a("stopped_since", s.stopped_since);
   }
+  // Issue 16: the admixture, a versioned tail written only while a drug slot is in use (a
+  // state without admixture encodes as before; no tail decodes to no admixture): the plan's
+  // admixture and each drug's slot, the reservoir's and every catheter segment's admixture
+  // concentrations, each drug slot's name, limit and ledger (core_state.cpp).
+  a.admixture_tail("admixture", s);
 }
 
 }  // namespace thecal::detail

@@ -7,6 +7,7 @@
 
 #include "control/alarm.hpp"
 #include "control/command.hpp"
+#include "control/fixed_string.hpp"
 #include "control/pump_state.hpp"
 #include "control/time.hpp"
 #include "control/units.hpp"
@@ -113,6 +114,7 @@ struct Event {
   Volume pumped;                             // refill: volume pumped since the last refill
   Volume tolerance;                          // refill: the discrepancy allowed (0: no check)
   bool flagged = false;                      // refill: beyond tolerance (refill_discrepancy)
+  FixedString<32> drug;                      // alarm_raised daily_limit: the drug at its limit
 };
 
 }  // namespace thecal

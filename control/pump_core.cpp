@@ -99,6 +99,7 @@ void PumpCore::raise_alarm(AlarmCode c, Now now) {
   a.silenced_until = MonoTime{};
   Event e = make_event(EventType::alarm_raised, now.mono, now.wall, kSystemUid);
   e.alarm = c;
+  if (c == AlarmCode::daily_limit) e.drug = limit_drug_;
   emit(e);
 }
 
@@ -302,7 +303,101 @@ std::optional<std::string_view> PumpCore::plan_problem(const TherapyPlan& p) {
   for (std::size_t i = 1; i < p.utc_offsets.size(); ++i) {
     if (p.utc_offsets[i].from <= p.utc_offsets[i - 1].from) return "UTC offset table is not sorted";
   }
+  for (std::size_t i = 0; i < p.admixture.size(); ++i) {
+    const auto& x = p.admixture[i];
+    if (x.name.empty() || x.name == p.drug) return "an admixture drug needs a name other than the prescription's drug";
+    if (!x.concentration.is_finite() || x.concentration <= Concentration{}) return "admixture concentrations must be positive";
+    if (!x.max_daily_dose.is_finite() || x.max_daily_dose <= mcg(0)) return "admixture max_daily_dose must be positive";
+    for (std::size_t j = 0; j < i; ++j) {
+      if (p.admixture[j].name == x.name) return "an admixture drug appears twice";
+    }
+  }
   return std::nullopt;
+}
+
+// ---- admixture (SPEC 2, S1) --------------------------------------------------------------
+
+namespace {
+/// Whether two plans' reservoirs hold the same solution (drug, concentrations, admixture
+/// in any order).
+bool same_solution(const TherapyPlan& a, const TherapyPlan& b) {
+  if (!(a.drug == b.drug) || a.concentration != b.concentration || a.admixture.size() != b.admixture.size()) {
+    return false;
+  }
+  return std::all_of(a.admixture.begin(), a.admixture.end(), [&](const AdmixtureDrug& x) {
+    return std::any_of(b.admixture.begin(), b.admixture.end(), [&](const AdmixtureDrug& y) {
+      return x.name == y.name && x.concentration == y.concentration;
+    });
+  });
+}
+}  // namespace
+
+std::optional<std::string_view> PumpCore::bind_slots(const TherapyPlan& p, SlotMap& out, Now now) const {
+  std::array<bool, kDrugSlots> taken{};
+  out = SlotMap{};
+  auto idle = [&](std::size_t k) {
+    return reservoir_admix_[k] <= Concentration{} && !catheter_.holds(k) && slots_[k].ledger.sum_pg(now.mono) == 0;
+  };
+  // A drug does not change between primary and admixture while it is still counted: its
+  // two ledgers would each see only part of its rolling 24 h.
+  for (std::size_t k = 0; k < kDrugSlots; ++k) {
+    if (!slots_[k].name.empty() && slots_[k].name == p.drug && !idle(k)) {
+      return "the new primary drug is still counted as an admixture drug (in the line or the last 24 h)";
+    }
+  }
+  if (plan_ && !(plan_->drug == p.drug)) {
+    const bool counted = ledger_.sum_pg(now.mono) > 0 || !catheter_.segments().empty() || reservoir_ > uL(0);
+    for (const auto& x : p.admixture) {
+      if (x.name == plan_->drug && counted) {
+        return "the old primary drug is still counted as the primary (in the line or the last 24 h): it cannot join the "
+               "admixture yet";
+      }
+    }
+  }
+  for (std::size_t i = 0; i < p.admixture.size(); ++i) {
+    std::size_t found = kDrugSlots;
+    for (std::size_t k = 0; k < kDrugSlots && found == kDrugSlots; ++k) {
+      if (!taken[k] && !slots_[k].name.empty() && slots_[k].name == p.admixture[i].name) found = k;
+    }
+    // A slot is free once its drug is in none of the reservoir, the line and the rolling 24 h.
+    for (std::size_t k = 0; k < kDrugSlots && found == kDrugSlots; ++k) {
+      if (taken[k]) continue;
+      const bool in_p = std::any_of(p.admixture.begin(), p.admixture.end(),
+                                    [&](const AdmixtureDrug& x) { return x.name == slots_[k].name; });
+      if (slots_[k].name.empty() || (!in_p && idle(k))) found = k;
+    }
+    if (found == kDrugSlots) return "too many drugs still counted in the line or the last 24 h";
+    taken[found] = true;
+    out[i] = static_cast<std::uint8_t>(found);
+  }
+  return std::nullopt;
+}
+
+AdmixConc PumpCore::take_slots(const TherapyPlan& p, const SlotMap& map) {
+  AdmixConc sol{};
+  for (std::size_t i = 0; i < p.admixture.size(); ++i) {
+    DrugSlot& d = slots_[map[i]];
+    if (!(d.name == p.admixture[i].name)) {
+      d.name = p.admixture[i].name;
+      d.ledger = RollingLedger{};
+    }
+    d.limit = p.admixture[i].max_daily_dose;
+    sol[map[i]] = p.admixture[i].concentration;
+  }
+  plan_slots_ = map;
+  return sol;
+}
+
+bool PumpCore::admix_fits(MonoTime now, const AdmixMass& m, std::size_t* over) const {
+  for (std::size_t k = 0; k < kDrugSlots; ++k) {
+    const std::int64_t add = RollingLedger::to_pg_ceil(m[k]);
+    if (add == 0 || slots_[k].name.empty()) continue;
+    if (slots_[k].ledger.sum_pg(now) + add > RollingLedger::to_pg_floor(slots_[k].limit)) {
+      if (over != nullptr) *over = k;
+      return false;
+    }
+  }
+  return true;
 }
 
 std::optional<std::pair<Refusal, std::string_view>> PumpCore::delivery_guard(Now now) const {
@@ -366,18 +461,24 @@ Reply PumpCore::do_load(const Command& cmd, Now now) {
   if (auto problem = plan_problem(p)) return refuse(cmd, now, Refusal::invalid_prescription, *problem);
   if (is_trial(p) && *p.trial_ends <= now.wall) return refuse(cmd, now, Refusal::invalid_prescription, "trial.ends is not in the future");
   if (!next_state(state_, Trigger::load_prescription)) return refuse_state(cmd, now, Trigger::load_prescription);
-  if (plan_ && reservoir_ > uL(0) && (!(plan_->drug == p.drug) || plan_->concentration != p.concentration)) {
+  if (plan_ && reservoir_ > uL(0) && !same_solution(*plan_, p)) {
     return refuse(cmd, now, Refusal::invalid_state,
                   "the reservoir holds the current drug and concentration: a change needs Refill");
   }
   if (auto m = catheter_mismatch(p)) return refuse(cmd, now, Refusal::invalid_prescription, m->view());
+  SlotMap map{};
+  if (auto why = bind_slots(p, map, now)) return refuse(cmd, now, Refusal::invalid_state, *why);
   if (state_ == PumpState::infusing && plan_ && plan_->catheter_volume != p.catheter_volume) {
     return refuse(cmd, now, Refusal::invalid_state, "a change of catheter volume needs the pump suspended and primed");
   }
   const bool first = !plan_.has_value();
   plan_ = p;
   catheter_.set_capacity(plan_->catheter_volume);
-  if (first || reservoir_ <= uL(0)) reservoir_conc_ = plan_->concentration;
+  const AdmixConc sol = take_slots(*plan_, map);
+  if (first || reservoir_ <= uL(0)) {
+    reservoir_conc_ = plan_->concentration;
+    reservoir_admix_ = sol;
+  }
   reset_trial_guard(now);
   rebase_periodic(now.wall);
   (void)transition(Trigger::load_prescription, now, cmd.caller.uid);
@@ -494,6 +595,17 @@ Reply PumpCore::do_bolus(const Command& cmd, Now now, BolusSource src) {
     return refuse(cmd, now, Refusal::daily_limit_reached, "the bolus would exceed the rolling 24 h limit");
   }
   const Volume vol = catheter_.volume_for_mass(bolus_mass_remaining() + dose + basal_during, reservoir_conc_, pending_volume());
+  if (vol.is_finite() && tracks_admix()) {
+    // Each admixture drug in what that volume (after what is pending) brings to the tip.
+    AdmixMass am{};
+    (void)catheter_.mass_out_if_pushed(pending_volume() + vol, reservoir_conc_, reservoir_admix_, &am);
+    std::size_t over = 0;
+    if (!admix_fits(now.mono, am, &over)) {
+      FixedString<160> m;
+      m.append("the bolus would exceed the rolling 24 h limit of ").append(slots_[over].name.view());
+      return refuse(cmd, now, Refusal::daily_limit_reached, m.view());
+    }
+  }
   if (!vol.is_finite() || vol > reservoir_) {
     return refuse(cmd, now, Refusal::reservoir_low, "the reservoir cannot hold the bolus");
   }
@@ -561,6 +673,8 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
         .append(static_cast<std::int64_t>(std::floor(to_uL(next->reservoir_capacity)))).append(" uL");
     return refuse(cmd, now, Refusal::out_of_range, m.view());
   }
+  SlotMap map{};
+  if (auto why = bind_slots(*next, map, now)) return refuse(cmd, now, Refusal::invalid_state, *why);
   const bool drug_change = plan_ && cmd.plan != nullptr && !(plan_->drug == cmd.plan->drug);
   const bool in_session = state_ == PumpState::refilling;
   // Outside a session, a Refill is a session of one call: what BeginRefill stops stops.
@@ -586,6 +700,7 @@ Reply PumpCore::do_refill(const Command& cmd, Now now) {
   }
   reservoir_ = cmd.volume;
   reservoir_conc_ = plan_->concentration;
+  reservoir_admix_ = take_slots(*plan_, map);
   last_fill_ = cmd.volume;
   last_fill_wall_ = now.wall;
   pumped_since_refill_ = uL(0);
@@ -807,6 +922,12 @@ void PumpCore::compute_slow_status(Now now) {
     }
     const Mass need = rule.dose + bolus_mass_remaining() + basal_rate_at(now.wall) * rule.duration;
     MonoTime room = ledger_.when_room_for(now.mono, need, plan_->max_daily_dose);
+    for (std::size_t i = 0; i < plan_->admixture.size() && reservoir_conc_ > Concentration{}; ++i) {
+      // Each admixture drug in the ratio of the reservoir's solution.
+      const DrugSlot& d = slots_[plan_slots_[i]];
+      const Mass need_i = need * (reservoir_admix_[plan_slots_[i]] / reservoir_conc_);
+      room = std::max(room, d.ledger.when_room_for(now.mono, need_i, d.limit));
+    }
     if (room == MonoTime::max()) room = now.mono + days(1) + minutes(1);
     t = std::max(t, room);
     if (t > now.mono) s.next_patient_bolus = to_wall(t, now);
@@ -844,6 +965,14 @@ void PumpCore::publish(Now now, bool slow) {
   s.delivered_24h = ledger_.sum(now.mono);
   s.room_24h = plan_ && plan_->max_daily_dose > s.delivered_24h ? plan_->max_daily_dose - s.delivered_24h : mcg(0);
   s.daily_limit_hold = daily_hold_;
+  s.drugs.clear();
+  if (plan_) {
+    s.drugs.push_back({plan_->drug, reservoir_conc_, s.delivered_24h, plan_->max_daily_dose});
+    for (std::size_t i = 0; i < plan_->admixture.size(); ++i) {
+      const DrugSlot& d = slots_[plan_slots_[i]];
+      s.drugs.push_back({d.name, reservoir_admix_[plan_slots_[i]], d.ledger.sum(now.mono), d.limit});
+    }
+  }
   std::uint32_t n = 0;
   for (const auto& t : patient_starts_) {
     if (t > now.mono - days(1)) ++n;

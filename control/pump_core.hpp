@@ -152,6 +152,15 @@ class PumpCore {
   /// The plan in force (nullptr without one).
   [[nodiscard]] const TherapyPlan* plan() const { return plan_ ? &*plan_ : nullptr; }
   [[nodiscard]] const RollingLedger& ledger() const { return ledger_; }
+  /// Admixture drug slots (SPEC S1): which drug each slot of the catheter's AdmixConc is,
+  /// its rolling-24 h limit and ledger.  A slot stays bound to its drug while the drug is
+  /// in the plan, the reservoir, the catheter or the rolling 24 h.
+  struct DrugSlot {
+    FixedString<32> name;  // empty: free
+    Mass limit;            // max_daily_dose of the last plan that had this drug
+    RollingLedger ledger;
+  };
+  [[nodiscard]] const std::array<DrugSlot, kDrugSlots>& drug_slots() const { return slots_; }
   [[nodiscard]] const Catheter& catheter() const { return catheter_; }
 
  private:
@@ -230,6 +239,23 @@ class PumpCore {
   /// Checks shared by Start and Resume: plan, catheter, reservoir, alarms, trial.
   [[nodiscard]] std::optional<std::pair<Refusal, std::string_view>> delivery_guard(Now now) const;
   [[nodiscard]] static std::optional<std::string_view> plan_problem(const TherapyPlan& p);
+  // ---- admixture (control/pump_core.cpp) ----
+  using SlotMap = std::array<std::uint8_t, kMaxAdmixture>;  // plan admixture[i] -> slot
+  /// Binds `p`'s admixture drugs to slots (their own, else free ones); why not, if it
+  /// cannot (too many drugs still counted, a drug changing between primary and admixture).
+  [[nodiscard]] std::optional<std::string_view> bind_slots(const TherapyPlan& p, SlotMap& out, Now now) const;
+  /// Takes the binding: names and limits into the slots; returns `p`'s solution by slot.
+  AdmixConc take_slots(const TherapyPlan& p, const SlotMap& map);
+  /// Whether every admixture drug's rolling 24 h plus `m` (by slot) is within its limit;
+  /// the first drug that would cross goes to `*over` (when not null).
+  [[nodiscard]] bool admix_fits(MonoTime now, const AdmixMass& m, std::size_t* over) const;
+  /// Whether any admixture drug is counted (none: the primary alone, as before issue 16).
+  [[nodiscard]] bool tracks_admix() const {
+    return std::any_of(slots_.begin(), slots_.end(), [](const DrugSlot& d) { return !d.name.empty(); });
+  }
+  /// Pushes `v` into the catheter from the reservoir and counts what leaves the tip, for
+  /// every drug, in the rolling 24 h; returns the primary drug's mass.
+  Mass push_and_count(Volume v, MonoTime now);
 
   // ---- the cycle ----
   void detect_wall_jump(Now now);
@@ -296,6 +322,10 @@ class PumpCore {
   BoardParams board_;
   PumpState state_ = PumpState::idle;
   std::optional<TherapyPlan> plan_;
+  AdmixConc reservoir_admix_{};   // the admixture in the reservoir, by slot
+  std::array<DrugSlot, kDrugSlots> slots_{};
+  SlotMap plan_slots_{};          // plan_->admixture[i] is in slots_[plan_slots_[i]]
+  FixedString<32> limit_drug_;    // the drug the next daily_limit alarm names
   Concentration reservoir_conc_;  // what is in the reservoir (may differ from the plan's
                                   // while the old prescription's drug is still in it)
   Volume reservoir_ = uL(0);

@@ -118,9 +118,11 @@ void PumpCore::supervise(Now now, const SensorInputs& in) {
   if (plan_) set_cause(AlarmCode::reservoir_low, reservoir_ <= plan_->low_alarm, true, now);
   if (alarm_active(AlarmCode::daily_limit) && plan_) {
     // Clear once one more step would fit again.
-    const Mass one = catheter_.mass_out_if_pushed(step_volume(), reservoir_conc_);
+    AdmixMass am{};
+    const Mass one = catheter_.mass_out_if_pushed(step_volume(), reservoir_conc_, reservoir_admix_, &am);
     const bool room = ledger_.sum_pg(now.mono) + RollingLedger::to_pg_ceil(one) <=
-                      RollingLedger::to_pg_floor(plan_->max_daily_dose);
+                          RollingLedger::to_pg_floor(plan_->max_daily_dose) &&
+                      admix_fits(now.mono, am, nullptr);
     if (room) daily_hold_ = false;
     set_cause(AlarmCode::daily_limit, !room, false, now);
   }
@@ -380,9 +382,16 @@ std::int64_t PumpCore::issue_steps(Now now, Duration dt) {
   if (k > 0) {
     const std::int64_t have = ledger_.sum_pg(now.mono);
     const std::int64_t limit = RollingLedger::to_pg_floor(plan_->max_daily_dose);
+    // Every drug of the solution against its own limit (admixture: SPEC S1); `over` is the
+    // admixture slot that does not fit, kDrugSlots for the primary drug.
+    const bool mix = tracks_admix();
+    std::size_t over = kDrugSlots;
     auto fits = [&](std::int64_t j) {
-      return have + RollingLedger::to_pg_ceil(catheter_.mass_out_if_pushed(vps * static_cast<double>(j), reservoir_conc_)) <=
-             limit;
+      AdmixMass am{};
+      const Mass m = catheter_.mass_out_if_pushed(vps * static_cast<double>(j), reservoir_conc_, reservoir_admix_,
+                                                  mix ? &am : nullptr);
+      over = kDrugSlots;
+      return have + RollingLedger::to_pg_ceil(m) <= limit && (!mix || admix_fits(now.mono, am, &over));
     };
     if (!fits(k)) {
       std::int64_t lo = 0;  // fits
@@ -394,6 +403,8 @@ std::int64_t PumpCore::issue_steps(Now now, Duration dt) {
       }
       held = k - lo;
       k = lo;
+      (void)fits(lo + 1);  // which drug the first step held back would take past its limit
+      limit_drug_ = over < kDrugSlots ? slots_[over].name : plan_->drug;
       daily_hold_ = true;
       raise_alarm(AlarmCode::daily_limit, now);
       alarms_[static_cast<std::size_t>(AlarmCode::daily_limit)].cause_present = true;
@@ -421,8 +432,7 @@ std::int64_t PumpCore::issue_steps(Now now, Duration dt) {
   }
   if (k <= 0) return 0;
   const Volume v = vps * static_cast<double>(k);
-  const Mass m = catheter_.push(v, reservoir_conc_);
-  ledger_.add(now.mono, m);
+  const Mass m = push_and_count(v, now.mono);
   reservoir_ -= v;
   if (reservoir_ < uL(0)) reservoir_ = uL(0);
   total_mass_ += m;
@@ -498,6 +508,16 @@ void PumpCore::update_alarm_sound(Now now, Actuation& out) {
       out.buzzer = alarm_test_level(ms);
     }
   }
+}
+
+Mass PumpCore::push_and_count(Volume v, MonoTime now) {
+  AdmixMass am{};
+  const Mass m = catheter_.push(v, reservoir_conc_, reservoir_admix_, &am);
+  ledger_.add(now, m);
+  for (std::size_t k = 0; k < kDrugSlots; ++k) {
+    if (!slots_[k].name.empty()) slots_[k].ledger.add(now, am[k]);
+  }
+  return m;
 }
 
 }  // namespace thecal

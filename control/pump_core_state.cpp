@@ -59,6 +59,13 @@ void PumpCore::export_state(CoreState& out, Now now) const {
   out.refill_began = refill_began_;
   out.last_fill_wall = last_fill_wall_;
   out.stopped_since = stopped_since_;
+  out.reservoir_admix = reservoir_admix_;
+  out.plan_slots = plan_slots_;
+  for (std::size_t k = 0; k < kDrugSlots; ++k) {
+    out.drug_slots[k].name = slots_[k].name;
+    out.drug_slots[k].limit = slots_[k].limit;
+    out.drug_slots[k].ledger = slots_[k].ledger.buckets();
+  }
 }
 
 RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& clock, std::int64_t unconfirmed_steps) {
@@ -89,6 +96,27 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
   }
   ledger_ = RollingLedger{};
   ledger_.restore(buckets, now.mono);
+  reservoir_admix_ = in.reservoir_admix;
+  plan_slots_ = in.plan_slots;
+  for (std::size_t d = 0; d < kDrugSlots; ++d) {
+    slots_[d].name = in.drug_slots[d].name;
+    slots_[d].limit = in.drug_slots[d].limit;
+    buckets = in.drug_slots[d].ledger;
+    for (auto& b : buckets) {
+      if (b.index != RollingLedger::kEmpty) b.index += k;
+    }
+    slots_[d].ledger = RollingLedger{};
+    slots_[d].ledger.restore(buckets, now.mono);
+  }
+  if (plan_) {
+    // A state built by hand (not decoded) may lack the slot table: bind the plan's drugs.
+    bool bound = true;
+    for (std::size_t i = 0; i < plan_->admixture.size(); ++i) {
+      bound = bound && plan_slots_[i] < kDrugSlots && slots_[plan_slots_[i]].name == plan_->admixture[i].name;
+    }
+    SlotMap map{};
+    if (!bound && !bind_slots(*plan_, map, now)) (void)take_slots(*plan_, map);
+  }
   battery_.restore(in.battery_used_mAs);
   budget_ = Steps{0};
   budget_exhausted_logged_ = false;
@@ -171,8 +199,7 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
   // S7: every reserved step not confirmed by the state was pumped, now.
   if (unconfirmed_steps > 0) {
     const Volume v = step_volume() * static_cast<double>(unconfirmed_steps);
-    const Mass m = catheter_.push(v, reservoir_conc_);
-    ledger_.add(now.mono, m);
+    const Mass m = push_and_count(v, now.mono);
     reservoir_ = reservoir_ > v ? reservoir_ - v : uL(0);
     total_mass_ += m;
     total_volume_ += v;
@@ -238,6 +265,7 @@ Reply PumpCore::do_import(const Command& cmd, Now now) {
   in.battery_used_mAs = battery_.used_mAs();
   in.reservoir = uL(0);  // empty until its first Refill (withdrawn 0), SPEC 4
   in.reservoir_conc = in.plan->concentration;
+  in.reservoir_admix = AdmixConc{};
   in.has_filled = false;
   in.last_fill = uL(0);
   in.pumped_since_refill = uL(0);

@@ -5,6 +5,8 @@
 #include <array>
 #include <cstdint>
 
+#include <boost/container/static_vector.hpp>
+
 #include "control/alarm.hpp"
 #include "control/event.hpp"
 #include "control/fixed_string.hpp"
@@ -89,6 +91,14 @@ struct Status {
   WallTime refill_began{};              // 0 unless refilling
   PumpState refill_before = PumpState::idle;  // the state a refill session returns to
   bool alarm_test = false;              // TestAlarm's patterns are sounding
+  // ---- admixture (issue 16): every drug of the reservoir's solution, primary first ----
+  struct DrugFigures {
+    FixedString<32> name;
+    Concentration concentration;  // in the reservoir
+    Mass delivered_24h;           // at the tip, rolling 24 h
+    Mass daily_limit;
+  };
+  boost::container::static_vector<DrugFigures, 1 + kMaxAdmixture> drugs;
 };
 
 }  // namespace thecal

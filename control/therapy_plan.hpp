@@ -21,6 +21,8 @@ enum class BasalMode : std::uint8_t { continuous, flex };
 inline constexpr std::size_t kMaxFlexSteps = 48;
 inline constexpr std::size_t kMaxPeriodicDoses = 24;
 inline constexpr std::size_t kMaxTzTransitions = 512;
+/// Drugs in the solution besides the primary `drug` (SPEC 3.1 `admixture`).
+inline constexpr std::size_t kMaxAdmixture = 3;
 
 struct FlexStep {
   Duration start;  // offset from local midnight, [0, 24 h)
@@ -48,6 +50,15 @@ struct UtcOffsetChange {
   Duration offset;
 };
 
+/// An admixture drug: in the same solution as the primary drug; every rate and dose of the
+/// plan is a mass of the primary, and this drug reaches the tip in the ratio of the
+/// concentrations (SPEC 2, 3.1).
+struct AdmixtureDrug {
+  FixedString<32> name;
+  Concentration concentration;
+  Mass max_daily_dose;  // its own rolling-24 h limit (S1)
+};
+
 struct TherapyPlan {
   FixedString<64> id;  // hex SHA-256 of the prescription text
   FixedString<64> patient;
@@ -69,6 +80,7 @@ struct TherapyPlan {
   /// The earliest `max_days_in_reservoir` of the solution's drugs (drug library, SPEC 3.2):
   /// a refill is due that long after the fill, whatever volume is left (S13).  0: no limit.
   Duration max_in_reservoir{0};
+  boost::container::static_vector<AdmixtureDrug, kMaxAdmixture> admixture;  // empty: one drug
 };
 
 }  // namespace thecal

@@ -51,6 +51,7 @@ inline constexpr const char* kTrialEndsUsec = "TrialEndsUsec";
 inline constexpr const char* kRefillAccuracyPercent = "RefillAccuracyPercent";
 inline constexpr const char* kCatheterVolumeUl = "CatheterVolumeUl";
 inline constexpr const char* kSolutionExpiresUsec = "SolutionExpiresUsec";
+inline constexpr const char* kDrugs = "Drugs";
 }  // namespace pump_property
 
 }  // namespace thecal::dbus

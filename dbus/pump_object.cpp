@@ -349,6 +349,14 @@ int append_value(sd_bus_message* reply, const char* signature, const PropertyVal
             r = sd_bus_message_append(reply, "(ssst)", a.code.c_str(), a.priority.c_str(), a.message.c_str(), a.raised_us);
           }
           return r < 0 ? r : sd_bus_message_close_container(reply);
+        } else if constexpr (std::is_same_v<T, std::vector<DrugRow>>) {
+          int r = sd_bus_message_open_container(reply, 'a', "(sddd)");
+          for (const auto& d : x) {
+            if (r < 0) break;
+            r = sd_bus_message_append(reply, "(sddd)", d.name.c_str(), d.concentration_mcg_per_ml, d.delivered_24h_mcg,
+                                      d.daily_limit_mcg);
+          }
+          return r < 0 ? r : sd_bus_message_close_container(reply);
         } else if constexpr (std::is_same_v<T, Histogram>) {
           int r = sd_bus_message_open_container(reply, 'a', "(tt)");
           for (const auto& [edge, count] : x) {
@@ -389,6 +397,15 @@ std::vector<AlarmRow> active_alarms(const app::PumpService& svc) {
   return rows;
 }
 
+/// Drugs (SPEC 4): the primary drug first, then the admixture.
+std::vector<DrugRow> drug_rows(const Status& s) {
+  std::vector<DrugRow> rows;
+  for (const auto& d : s.drugs) {
+    rows.push_back({std::string(d.name.view()), to_mcg_per_mL(d.concentration), to_mcg(d.delivered_24h), to_mcg(d.daily_limit)});
+  }
+  return rows;
+}
+
 using S = const app::PumpService&;
 
 const PropertyDef kPumpProperties[] = {
@@ -416,6 +433,7 @@ const PropertyDef kPumpProperties[] = {
     {pump_property::kRefillAccuracyPercent, "d", false, kEmits, [](S s) -> PropertyValue { return s.status().refill_accuracy_percent; }},
     {pump_property::kCatheterVolumeUl, "d", false, kEmits, [](S s) -> PropertyValue { return to_uL(s.status().catheter_volume); }},
     {pump_property::kSolutionExpiresUsec, "t", false, kEmits, [](S s) -> PropertyValue { return wall_or_zero(s.status().solution_expires); }},
+    {pump_property::kDrugs, "a(sddd)", true, kEmits, [](S s) -> PropertyValue { return drug_rows(s.status()); }},
 };
 
 Histogram histogram_bins(const loop::LatencyHistogram& h) {

@@ -31,11 +31,18 @@ struct AlarmRow {
   /// Change tracking: an alarm changes when it is raised anew, not when its text does.
   bool operator==(const AlarmRow& o) const { return code == o.code && raised_us == o.raised_us; }
 };
+/// One entry of Drugs (a(sddd)): name, concentration mcg/mL, 24 h mcg, limit mcg.
+struct DrugRow {
+  std::string name;
+  double concentration_mcg_per_ml = 0.0, delivered_24h_mcg = 0.0, daily_limit_mcg = 0.0;
+  bool operator==(const DrugRow&) const = default;
+};
 /// LatencyHistogram: its non-empty bins as (lower edge ns, count).
 using HistogramBins = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
 /// A property's value, as typed on the bus.
 using PropertyValue =
-    std::variant<std::string, double, bool, std::uint32_t, std::uint64_t, std::vector<AlarmRow>, HistogramBins>;
+    std::variant<std::string, double, bool, std::uint32_t, std::uint64_t, std::vector<AlarmRow>, HistogramBins,
+                 std::vector<DrugRow>>;
 
 class PumpObject : public app::Listener {
  public:

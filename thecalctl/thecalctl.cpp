@@ -215,7 +215,13 @@ struct Alarm {
   std::uint64_t raised = 0;
 };
 
+struct DrugFigure {
+  std::string name;
+  double conc = 0, delivered = 0, limit = 0;
+};
+
 struct PumpStatus {
+  std::vector<DrugFigure> drugs;  // Drugs: primary first, then the admixture
   std::string state, phase, id, drug;
   double conc = 0, basal = 0, reservoir = 0, capacity = 0, delivered = 0, limit = 0, battery = 0, accuracy = NAN;
   bool primed = false, bolus = false;
@@ -231,6 +237,16 @@ int read_alarms(sd_bus_message* m, std::vector<Alarm>& out) {
   const char *c = nullptr, *p = nullptr, *msg = nullptr;
   std::uint64_t t = 0;
   while ((r = sd_bus_message_read(m, "(ssst)", &c, &p, &msg, &t)) > 0) out.push_back({c, p, msg, t});
+  if (r < 0) return r;
+  return sd_bus_message_exit_container(m);
+}
+
+int read_drugs(sd_bus_message* m, std::vector<DrugFigure>& out) {
+  int r = sd_bus_message_enter_container(m, 'a', "(sddd)");
+  if (r < 0) return r;
+  const char* name = nullptr;
+  double c = 0, d = 0, l = 0;
+  while ((r = sd_bus_message_read(m, "(sddd)", &name, &c, &d, &l)) > 0) out.push_back({name, c, d, l});
   if (r < 0) return r;
   return sd_bus_message_exit_container(m);
 }
@@ -286,6 +302,8 @@ int get_status(sd_bus* bus, PumpStatus& s) {
       else if (n == prop::kSolutionExpiresUsec) s.solution_expires = v;
     } else if (sig == "a(ssst)") {
       r = read_alarms(reply, s.alarms);
+    } else if (sig == "a(sddd)" && n == prop::kDrugs) {
+      r = read_drugs(reply, s.drugs);
     } else {
       r = sd_bus_message_skip(reply, contents);
     }
@@ -314,7 +332,14 @@ void print_status(const PumpStatus& s, bool json) {
               << ",\"battery_percent\":" << json_num(s.battery) << ",\"refill_due_usec\":" << s.refill_due
               << ",\"trial_ends_usec\":" << s.trial_ends << ",\"solution_expires_usec\":" << s.solution_expires
               << ",\"catheter_volume_ul\":" << json_num(s.catheter_ul) << ",\"refill_accuracy_percent\":" << json_num(s.accuracy)
-              << ",\"alarms\":[";
+              << ",\"drugs\":[";
+    for (std::size_t i = 0; i < s.drugs.size(); ++i) {
+      const auto& d = s.drugs[i];
+      std::cout << (i ? "," : "") << "{\"name\":\"" << json_escape(d.name) << "\",\"concentration_mcg_per_ml\":"
+                << json_num(d.conc) << ",\"delivered_24h_mcg\":" << json_num(d.delivered)
+                << ",\"daily_limit_mcg\":" << json_num(d.limit) << "}";
+    }
+    std::cout << "],\"alarms\":[";
     for (std::size_t i = 0; i < s.alarms.size(); ++i) {
       const auto& a = s.alarms[i];
       std::cout << (i ? "," : "") << "{\"code\":\"" << a.code << "\",\"priority\":\"" << a.priority
@@ -332,6 +357,12 @@ void print_status(const PumpStatus& s, bool json) {
   row("Reservoir", human_volume(s.reservoir) + " of " + human_volume(s.capacity));
   row("Catheter", human_volume(s.catheter_ul) + " dead volume, " + (s.primed ? "primed" : "NOT primed"));
   row("Delivered (24 h)", human_mass(s.delivered) + " of " + human_mass(s.limit) + " limit");
+  // An admixture: every other drug of the solution, its own 24 h mass against its own limit.
+  for (std::size_t i = 1; i < s.drugs.size(); ++i) {
+    const auto& d = s.drugs[i];
+    row(i == 1 ? "Admixture (24 h)" : "", d.name + ", " + human_conc(d.conc) + ": " + human_mass(d.delivered) + " of " +
+                                              human_mass(d.limit) + " limit");
+  }
   row("Patient boluses", std::to_string(s.boluses) + " in 24 h; next allowed " +
                              (s.next_bolus == 0 ? std::string("now") : human_time(s.next_bolus)));
   row("Bolus", s.bolus ? "running" : "none");
@@ -924,7 +955,13 @@ int on_signal(sd_bus_message* m, void* userdata, sd_bus_error* /*err*/) {
       else if (sig == "b") { int v = 0; (void)sd_bus_message_read(m, "b", &v); val = v ? "yes" : "no"; }
       else if (sig == "u") { std::uint32_t v = 0; (void)sd_bus_message_read(m, "u", &v); val = std::to_string(v); }
       else if (sig == "t") { std::uint64_t v = 0; (void)sd_bus_message_read(m, "t", &v); val = std::to_string(v); }
-      else { std::vector<Alarm> al; (void)read_alarms(m, al); for (auto& a : al) val += a.code + " "; if (val.empty()) val = "none"; }
+      else if (sig == "a(sddd)") {
+        std::vector<DrugFigure> dr;
+        (void)read_drugs(m, dr);
+        for (const auto& x : dr) val += (val.empty() ? "" : "; ") + x.name + " " + human_mass(x.delivered) + " of " + human_mass(x.limit);
+        if (val.empty()) val = "none";
+      } else if (sig == "a(ssst)") { std::vector<Alarm> al; (void)read_alarms(m, al); for (auto& a : al) val += a.code + " "; if (val.empty()) val = "none"; }
+      else { (void)sd_bus_message_skip(m, contents); val = "?"; }
       (void)sd_bus_message_exit_container(m);
       (void)sd_bus_message_exit_container(m);
       line += std::string(line.empty() ? "" : ", ") + name + "=" + val;

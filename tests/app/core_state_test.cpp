@@ -104,6 +104,7 @@ struct Filler {
   void plan_field(const char* name, std::optional<TherapyPlan>& plan, T TherapyPlan::*member) {
     if (plan) (*this)(name, (*plan).*member);
   }
+  void admixture_tail(const char*, CoreState&) {}  // filled by tests/control/admixture_test.cpp's states
   template <class A>
   void counted(const char* name, A& v) { (*this)(name, v); }
   template <class A>
@@ -163,6 +164,13 @@ struct Lister {
   void plan_field(const char* name, const std::optional<TherapyPlan>& plan, T TherapyPlan::*member) {
     if (plan) (*this)(name, (*plan).*member);
   }
+  void admixture_tail(const char*, const CoreState& s) {
+    if (s.plan) (*this)("admixture", s.plan->admixture);
+    (*this)("plan_slots", s.plan_slots);
+    (*this)("reservoir_admix", s.reservoir_admix);
+    for (std::size_t i = 0; i < s.catheter.size(); ++i) nest("segment admix[" + std::to_string(i) + "]", s.catheter[i].admix);
+    (*this)("drug_slots", s.drug_slots);
+  }
   template <class A>
   void counted(const char* name, const A& v) { (*this)(name, v); }
   template <class A>
@@ -203,7 +211,14 @@ TEST(CoreState, EveryFieldOfTheListSurvivesTheCodec) {
   const auto filled = listed(s);
   const auto defaults = listed(CoreState{});
   std::size_t same = 0;
+  auto in_admixture_tail = [](const std::string& k) {
+    for (const char* p : {"admixture", "plan_slots", "reservoir_admix", "segment admix", "drug_slots"}) {
+      if (k.rfind(p, 0) == 0) return true;
+    }
+    return false;
+  };
   for (const auto& [k, v] : filled) {
+    if (in_admixture_tail(k)) continue;  // the Filler leaves the admixture out: admixture_test fills it
     if (k.back() == '#' && k.find('[') == std::string::npos && k != "catheter segments#" &&
         k != "patient bolus starts#") {
       continue;  // a std::array's size is its type's

@@ -85,7 +85,18 @@ TEST(Examples, EveryExampleLoads) {
       ADD_FAILURE() << "unknown kind of example: " << name;
     }
   }
-  EXPECT_EQ(seen, 6);
+  EXPECT_EQ(seen, 7);
+}
+
+TEST(Examples, AdmixtureCompilesToThePlan) {
+  const std::string text = slurp(source_dir() + "/examples/prescription-admixture.yaml");
+  const LoadedPrescription r = parse_prescription(text, "prescription-admixture.yaml", test::context(test::real_now()));
+  ASSERT_TRUE(r.plan.has_value()) << dump(r.problems);
+  EXPECT_EQ(r.plan->drug.view(), "morphine");
+  ASSERT_EQ(r.plan->admixture.size(), 1U);
+  EXPECT_EQ(r.plan->admixture[0].name.view(), "bupivacaine");
+  EXPECT_DOUBLE_EQ(to_mg_per_mL(r.plan->admixture[0].concentration), 7.5);
+  EXPECT_DOUBLE_EQ(to_mg(r.plan->admixture[0].max_daily_dose), 4.0);
 }
 
 TEST(Examples, FlexCompilesToThePlan) {

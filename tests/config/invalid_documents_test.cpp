@@ -81,6 +81,14 @@ limits:
 const std::string kTrial = with(kContinuous, "phase: maintenance\n",
                                 "phase: trial\ntrial:\n  ends: 2026-11-28T09:00:00+01:00\n");
 
+// kContinuous with an admixture (issue 16): 2 mg of morphine a day at 10 mg/mL brings
+// 1 mg of bupivacaine at 5 mg/mL.
+const std::string kMix = kContinuous + R"(admixture:
+  - name: bupivacaine
+    concentration: 5 mg/mL
+    max_daily_dose: 5 mg
+)";
+
 const std::string kDrugs = R"(version: 1
 drugs:
   - name: morphine
@@ -148,6 +156,7 @@ Case B(std::string name, std::string text, std::vector<std::string> expected) {
 std::vector<Case> cases() {
   const std::string& C = kContinuous;
   const std::string& F = kFlex;
+  const std::string& M = kMix;
   return {
 #include "tests/config/invalid_documents.inc"
   };
@@ -198,8 +207,14 @@ INSTANTIATE_TEST_SUITE_P(Table, InvalidDocument, ::testing::ValuesIn(cases()),
 
 TEST(InvalidDocuments, TableHasAtLeastSixty) { EXPECT_GE(cases().size(), 60U); }
 
+TEST(InvalidDocuments, AtLeastTwentyAboutTheAdmixture) {
+  std::size_t n = 0;
+  for (const Case& c : cases()) n += c.name.rfind("Admix", 0) == 0 ? 1 : 0;
+  EXPECT_GE(n, 20U);
+}
+
 TEST(ValidDocuments, BasesAreValid) {
-  for (const std::string& text : {kContinuous, kFlex, kTrial}) {
+  for (const std::string& text : {kContinuous, kFlex, kTrial, kMix}) {
     const LoadedPrescription r = parse_prescription(text, "p.yaml", test::context());
     EXPECT_TRUE(r.plan.has_value()) << test::dump(r.problems);
   }
@@ -216,6 +231,22 @@ TEST(ValidDocuments, SoftLimitOverride) {
   const LoadedPrescription r = parse_prescription(text, "p.yaml", test::context());
   ASSERT_TRUE(r.plan.has_value()) << test::dump(r.problems);
   EXPECT_DOUBLE_EQ(to_mg(r.plan->max_daily_dose), 12.0);
+}
+
+TEST(ValidDocuments, AdmixtureIsCompiledIntoThePlan) {
+  const std::string text = with(kMix, "max_daily_dose: 5 mg\n", "max_daily_dose: 5 mg\n  - { name: Duraclon, concentration: 50 mcg/mL, max_daily_dose: 300 mcg }\n");
+  const LoadedPrescription r = parse_prescription(text, "p.yaml", test::context());
+  ASSERT_TRUE(r.plan.has_value()) << test::dump(r.problems);
+  ASSERT_EQ(r.plan->admixture.size(), 2U);
+  EXPECT_EQ(r.plan->admixture[0].name.view(), "bupivacaine");
+  EXPECT_DOUBLE_EQ(to_mcg_per_mL(r.plan->admixture[0].concentration), 5000.0);
+  EXPECT_DOUBLE_EQ(to_mcg(r.plan->admixture[0].max_daily_dose), 5000.0);
+  EXPECT_EQ(r.plan->admixture[1].name.view(), "clonidine");  // the library's name for the alias
+  EXPECT_DOUBLE_EQ(to_mcg(r.plan->admixture[1].max_daily_dose), 300.0);
+  // The summary shows each drug's planned daily mass against its own limit.
+  const std::string sum = summarize(*r.plan, test::context().board);
+  EXPECT_NE(sum.find("bupivacaine with it: 1 mg of max_daily_dose 5 mg (20 %)"), std::string::npos) << sum;
+  EXPECT_NE(sum.find("clonidine with it: 10 mcg of max_daily_dose 300 mcg"), std::string::npos) << sum;
 }
 
 }  // namespace

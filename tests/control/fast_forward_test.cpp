@@ -48,11 +48,13 @@ using namespace thecal::test;  // NOLINT(google-build-using-namespace)
 constexpr std::uint64_t kRuns = 3;
 constexpr std::uint64_t kChunkRuns = 2;
 constexpr std::uint64_t kLongRuns = 1;
+constexpr std::uint64_t kAdmixRuns = 2;
 constexpr std::int64_t kSuspendDays = 45;
 #else
 constexpr std::uint64_t kRuns = 24;
 constexpr std::uint64_t kChunkRuns = 6;
 constexpr std::uint64_t kLongRuns = 4;
+constexpr std::uint64_t kAdmixRuns = 12;
 constexpr std::int64_t kSuspendDays = 60;
 #endif
 constexpr Duration kPeriod = msec(1);
@@ -78,7 +80,8 @@ bool same_event(const Event& a, const Event& b) {
          a.command == b.command && a.refusal == b.refusal && a.index == b.index && same(a.percent, b.percent) &&
          same(a.estimate.canonical_value(), b.estimate.canonical_value()) &&
          same(a.pumped.canonical_value(), b.pumped.canonical_value()) &&
-         same(a.tolerance.canonical_value(), b.tolerance.canonical_value()) && a.flagged == b.flagged;
+         same(a.tolerance.canonical_value(), b.tolerance.canonical_value()) && a.flagged == b.flagged &&
+         a.drug == b.drug;
 }
 
 /// The first field in which two states differ ("" if none), for a failure's message.
@@ -259,7 +262,7 @@ struct Scenario {
 
 /// A scenario of `seed`; `long_run`: the same kinds of event over 3 days at 100 ms cycles
 /// (the rolling 24 h's expiry, several local midnights and periodic days).
-Scenario make_scenario(std::uint64_t seed, bool long_run = false) {
+Scenario make_scenario(std::uint64_t seed, bool long_run = false, bool admix = false) {
   Rng r(seed);
   Scenario s;
   if (long_run) s.period = msec(100);
@@ -323,6 +326,17 @@ Scenario make_scenario(std::uint64_t seed, bool long_run = false) {
     s.acts.push_back({r.irange(1, total - 1), static_cast<int>(r.irange(0, 10)), r.uni(0, 1), r.irange(0, 1'000'000)});
   }
   std::sort(s.acts.begin(), s.acts.end(), [](const auto& a, const auto& b) { return a.cycle < b.cycle; });
+  if (admix) {
+    // Issue 16: bupivacaine in the same solution (drawn from its own stream, so that the
+    // scenarios without it stay as they were); its ratio changes with plan2's refill, and
+    // half the time its own limit is the tighter one, so that S1 holds back for it.
+    Rng m(seed + 1'000'003);
+    const Concentration b = p.concentration * m.uni(0.2, 2.0);
+    const Mass planned_b = p.max_daily_dose * (b / p.concentration);
+    const Mass lim = m.chance(0.5) ? planned_b * m.uni(0.05, 0.5) : planned_b * 1.5;
+    s.plan.admixture.push_back(AdmixtureDrug{FixedString<32>{"bupivacaine"}, b, lim});
+    s.plan2.admixture.push_back(AdmixtureDrug{FixedString<32>{"bupivacaine"}, b * (m.chance(0.5) ? 1.5 : 1.0), lim});
+  }
   return s;
 }
 
@@ -380,13 +394,16 @@ void act(CoreRun& run, const Scenario& s, const Scenario::Act& a) {
   }
 }
 
+/// daily_limit alarms raised for bupivacaine (the admixture scenarios must reach them).
+std::uint64_t g_admix_holds = 0;
+
 /// Runs one scenario; with `chunk` > 0 it also compares every `chunk` cycles after the
 /// last command (fast-forwards cut into pieces must compose).
 void run_seed(std::uint64_t seed, std::int64_t chunk, std::uint64_t& cycles_total, std::uint64_t& iterations_total,
-              bool long_run = false) {
+              bool long_run = false, bool admix = false) {
   SCOPED_TRACE(::testing::Message() << "fast-forward scenario seed " << seed << " (rerun alone: THECAL_FF_SEED=" << seed
                                     << ")");
-  const Scenario s = make_scenario(seed, long_run);
+  const Scenario s = make_scenario(seed, long_run, admix);
   CoreRun tick(s.board, s.start, false, s.period);
   CoreRun fast(s.board, s.start, true, s.period);
   // Set-up: load, fill, a budget (sometimes small: budget_exhausted), prime, start.
@@ -427,6 +444,9 @@ void run_seed(std::uint64_t seed, std::int64_t chunk, std::uint64_t& cycles_tota
   fast.advance(total - at);
   if (::testing::Test::HasFatalFailure()) return;
   expect_same(tick, fast, "at the end");
+  for (const auto& e : tick.events) {
+    g_admix_holds += e.type == EventType::alarm_raised && e.alarm == AlarmCode::daily_limit && e.drug.view() == "bupivacaine";
+  }
   cycles_total += static_cast<std::uint64_t>(fast.cycles);
   iterations_total += fast.iterations;
 }
@@ -446,6 +466,21 @@ TEST(FastForward, EqualsTickingAt1kHzBitForBit) {
   }
   std::cout << "fast-forward: " << runs << " scenarios, " << cycles << " cycles of 1 ms in " << iterations
             << " iterations\n";
+}
+
+TEST(FastForward, EqualsTickingWithAnAdmixture) {
+  // Issue 16: the same with a second drug in the solution (per-drug catheter, ledger, S1
+  // hold-back and bolus checks): the state, with its admixture tail, bit for bit.
+  std::uint64_t cycles = 0;
+  std::uint64_t iterations = 0;
+  for (std::uint64_t seed = 1; seed <= kAdmixRuns; ++seed) {
+    run_seed(seed, 0, cycles, iterations, false, true);
+    if (::testing::Test::HasFatalFailure()) {
+      std::cout << "fast-forward admixture scenario seed " << seed << " FAILED\n";
+      return;
+    }
+  }
+  EXPECT_GT(g_admix_holds, 0U) << "no scenario held delivery back for the admixture drug";
 }
 
 TEST(FastForward, ComposesWhenCutIntoPieces) {

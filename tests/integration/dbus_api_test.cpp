@@ -287,6 +287,10 @@ TEST_F(Api, SignalsAndRateLimitedPropertiesChanged) {
   const int reservoir_updates = rec.count("PropertiesChanged:ReservoirUl");
   EXPECT_GE(reservoir_updates, 2);
   EXPECT_LE(reservoir_updates, 4);
+  // Drugs (issue 16) carries the 24 h masses: a fast figure too.
+  const int drugs_updates = rec.count("PropertiesChanged:Drugs");
+  EXPECT_GE(drugs_updates, 2);
+  EXPECT_LE(drugs_updates, 4);
   ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
 
   // Occlusion: the motor stops, AlarmRaised(occlusion, high), state stopped.
@@ -637,6 +641,11 @@ TEST_F(Api, MonitorShowsChangesAsTheyHappen) {
   EXPECT_NE(all.find("State=infusing"), std::string::npos) << all;
   EXPECT_NE(all.find("AlarmRaised high occlusion"), std::string::npos) << all;
   EXPECT_NE(all.find("State=stopped"), std::string::npos) << all;
+  // Drugs (issue 16): each drug's 24 h mass against its limit, and the figures after it
+  // in the same signal still read.
+  EXPECT_NE(all.find("Drugs=morphine "), std::string::npos) << all;
+  EXPECT_NE(all.find(" of 3 mg"), std::string::npos) << all;
+  EXPECT_EQ(all.find("=?"), std::string::npos) << all;
 }
 
 TEST_F(Api, HistoryAndEventsReadableByEveryone) {
@@ -738,6 +747,104 @@ TEST_F(Api, ABolusTheReservoirCannotHoldIsRefused) {
   EXPECT_NE(r.err.find("org.thecal.Pump1.Error.ReservoirLow"), std::string::npos) << r.err;
   EXPECT_EQ(client->get_u32(kPump, "PatientBolusesToday"), 0u);
   EXPECT_FALSE(client->get_bool(kPump, "BolusActive"));
+}
+
+// Issue 16: morphine with bupivacaine 1 : 1.  Morphine's limit (10 mg) leaves room for a
+// patient bolus; bupivacaine's own (4 mg) does not once a 3.6 mg clinician bolus is running.
+constexpr const char* kMixPrescription = R"(version: 1
+patient: BENCH-016
+phase: maintenance
+drug: { name: morphine, concentration: 10 mg/mL }
+reservoir: { capacity: 20 mL, low_alarm: 2 mL }
+catheter: { volume: 0.22 mL }
+timezone: Europe/Berlin
+basal: { mode: continuous, rate: 1.5 mg/day }
+patient_bolus: { dose: 0.5 mg, duration: 10 min, lockout: 1 h, max_per_day: 4 }
+limits: { max_daily_dose: 10 mg }
+admixture:
+  - { name: bupivacaine, concentration: 10 mg/mL, max_daily_dose: 4 mg }
+)";
+
+TEST_F(Api, APatientBolusIsRefusedWhenTheAdmixtureDrugWouldCrossItsLimit) {
+  const std::string file = dir.path() + "/mix.yaml";
+  std::ofstream(file) << kMixPrescription;
+  ASSERT_EQ(ctl({"load", file}).exit_code, 0) << ctl({"validate", file}).out;
+  ASSERT_EQ(ctl({"refill", "--withdrawn", "0 mL", "20 mL"}).exit_code, 0);
+  ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
+  ASSERT_EQ(ctl({"prime", "0.22 mL"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return client->get_bool(kPump, "CatheterPrimed") && state() == "idle"; }))
+      << daemon->log();
+  ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
+  ASSERT_EQ(ctl({"start"}).exit_code, 0);
+
+  // Drugs: the primary first, equal to the single-drug properties, then bupivacaine.
+  auto drugs = client->drugs();
+  ASSERT_EQ(drugs.size(), 2u);
+  EXPECT_EQ(drugs[0].name, client->get_string(kPump, "Drug"));
+  EXPECT_EQ(drugs[0].conc, client->get_double(kPump, "ConcentrationMcgPerMl"));
+  EXPECT_EQ(drugs[0].limit, client->get_double(kPump, "DailyLimitMcg"));
+  EXPECT_NEAR(drugs[0].delivered, client->get_double(kPump, "Delivered24hMcg"), 0.5);
+  EXPECT_EQ(drugs[1].name, "bupivacaine");
+  EXPECT_EQ(drugs[1].conc, 10000.0);
+  EXPECT_EQ(drugs[1].limit, 4000.0);
+
+  ASSERT_EQ(client->call(kPump, "ClinicianBolus", "dt", 3600.0, std::uint64_t{600'000'000}), "");
+  // 3.6 mg + 0.5 mg + the basal: within morphine's 10 mg, beyond bupivacaine's 4 mg.
+  EXPECT_EQ(client->call(kPump, "RequestBolus", ""), "org.thecal.Pump1.Error.DailyLimitReached");
+  const auto r = ctl({"bolus"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("DailyLimitReached"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bupivacaine"), std::string::npos) << r.err;
+  // Nothing changed: no patient bolus counted or started.
+  EXPECT_EQ(client->get_u32(kPump, "PatientBolusesToday"), 0u);
+  for (const auto& e : client->events()) {
+    EXPECT_FALSE(e.type == "bolus_started" && e.detail.rfind("patient ", 0) == 0) << e.detail;
+  }
+  drugs = client->drugs();
+  ASSERT_EQ(drugs.size(), 2u);
+  EXPECT_LT(drugs[0].delivered + 4100.0, drugs[0].limit);  // the primary had room
+  // thecalctl status shows every drug against its own limit.
+  const auto st = ctl({"status"});
+  ASSERT_EQ(st.exit_code, 0);
+  EXPECT_NE(st.out.find("bupivacaine, 10 mg/mL"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("of 4 mg limit"), std::string::npos) << st.out;
+  const auto js = ctl({"--json", "status"});
+  ASSERT_EQ(js.exit_code, 0);
+  EXPECT_NE(js.out.find("\"drugs\":[{\"name\":\"morphine\",\"concentration_mcg_per_ml\":10000,"), std::string::npos) << js.out;
+  EXPECT_NE(js.out.find("{\"name\":\"bupivacaine\",\"concentration_mcg_per_ml\":10000,"), std::string::npos) << js.out;
+  EXPECT_NE(js.out.find("\"daily_limit_mcg\":4000}"), std::string::npos) << js.out;
+
+  // The basal then takes bupivacaine to its limit within hours: held back (S1), and the
+  // daily_limit alarm names bupivacaine; neither drug goes past its own limit.
+  ASSERT_EQ(ctl({"time-scale", "20000"}).exit_code, 0);
+  std::string out;
+  EXPECT_TRUE(wait_until([&] {
+    out = ctl({"status"}).out;
+    return out.find("daily_limit: rolling 24 h dose limit of bupivacaine reached") != std::string::npos;
+  }, 20'000)) << out;
+  ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
+  drugs = client->drugs();
+  ASSERT_EQ(drugs.size(), 2u);
+  EXPECT_LE(drugs[1].delivered, 4000.0);
+  EXPECT_GT(drugs[1].delivered, 3990.0);
+  EXPECT_LT(drugs[0].delivered, 4100.0);
+
+  // A refill with a weaker bupivacaine (same morphine): Drugs shows the reservoir's new
+  // solution at once, and bupivacaine's 24 h mass carries on (the old solution is still in
+  // the line), still within its limit.
+  const std::string weaker = dir.path() + "/weaker.yaml";
+  std::string text = kMixPrescription;
+  text.replace(text.find("concentration: 10 mg/mL, max_daily_dose: 4 mg"), 23, "concentration: 5 mg/mL");
+  std::ofstream(weaker) << text;
+  ASSERT_EQ(ctl({"suspend"}).exit_code, 0);
+  const auto refilled = ctl({"refill", "--withdrawn", "19 mL", "20 mL", "--prescription", weaker});
+  ASSERT_EQ(refilled.exit_code, 0) << refilled.err;
+  ASSERT_EQ(ctl({"resume"}).exit_code, 0);
+  const auto after = client->drugs();
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[1].conc, 5000.0);
+  EXPECT_GE(after[1].delivered, drugs[1].delivered - 1.0);  // the same ledger (a minute may leave it)
+  EXPECT_LE(after[1].delivered, 4000.0);
 }
 
 }  // namespace

@@ -270,6 +270,23 @@ std::vector<Client::Event> Client::events() {
   return out;
 }
 
+std::vector<Client::Drug> Client::drugs() {
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  int r = sd_bus_get_property(bus_, kSvc, kObj, "org.thecal.Pump1", "Drugs", &e, &reply, "a(sddd)");
+  std::string msg = e.message != nullptr ? e.message : "";
+  sd_bus_error_free(&e);
+  if (r < 0) throw std::runtime_error("cannot read Drugs: " + msg);
+  std::vector<Drug> out;
+  r = sd_bus_message_enter_container(reply, 'a', "(sddd)");
+  const char* name = nullptr;
+  double c = 0, d = 0, l = 0;
+  while (r >= 0 && (r = sd_bus_message_read(reply, "(sddd)", &name, &c, &d, &l)) > 0) out.push_back({name, c, d, l});
+  sd_bus_message_unref(reply);
+  if (r < 0) throw std::runtime_error("cannot parse Drugs");
+  return out;
+}
+
 std::string Client::call(const char* iface, const char* method, const char* sig, ...) {
   sd_bus_message* m = nullptr;
   int r = sd_bus_message_new_method_call(bus_, &m, kSvc, kObj, iface, method);

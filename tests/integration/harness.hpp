@@ -108,6 +108,12 @@ class Client {
     std::string type, who, detail;
   };
   std::vector<Event> events();
+  /// Drugs a(sddd): (name, concentration mcg/mL, 24 h mcg, limit mcg), primary first.
+  struct Drug {
+    std::string name;
+    double conc = 0, delivered = 0, limit = 0;
+  };
+  std::vector<Drug> drugs();
 
   /// Calls a method with a signature and arguments; returns the D-Bus error name ("" if ok).
   std::string call(const char* iface, const char* method, const char* sig, ...);

@@ -243,6 +243,55 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultThroughFlexPeriodicDosesARefillAlarmsAndW
   EXPECT_EQ(faults.major, 0) << "major page faults in the dosing thread after start";
 }
 
+TEST_F(LoopRt, NoHeapCallAndNoPageFaultWithAnAdmixtureThroughARefillAndItsHoldBack) {
+  // Issue 16: the per-drug catheter, ledgers, S1 hold-back and slot binding in the loop.
+  const bool counting = test::heap_counting_available();
+  DosingLoop loop(core, plant, options());
+  TherapyPlan plan = bolus_plan();
+  plan.id = "loop-rt-admixture";
+  plan.max_daily_dose = mg(10);
+  // Bupivacaine's own limit is reached within the run: S1 holds back for it.
+  plan.admixture.push_back(AdmixtureDrug{FixedString<32>{"bupivacaine"}, mg_per_mL(5), mg(0.5)});
+  TherapyPlan stronger = plan;
+  stronger.id = "loop-rt-admixture-2";
+  stronger.admixture[0].concentration = mg_per_mL(7.5);
+  stronger.admixture.push_back(AdmixtureDrug{FixedString<32>{"clonidine"}, mcg_per_mL(50), mcg(300)});
+
+  test::watch_from_this_thread();
+  ASSERT_FALSE(loop.start().has_value());
+  while (!loop.running()) {
+  }
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::load_prescription, .plan = &plan}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::refill, .volume = mL(20)}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::grant_budget, .steps = Steps{10'000'000}}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::prime, .volume = uL(220)}).ok());
+  ASSERT_TRUE(run_cycles(loop, 1, [](const Status& st) { return st.catheter_primed && st.state == PumpState::idle; }))
+      << "priming did not finish";
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::start}).ok());
+  loop.set_time_scale(20'000);
+  const WallTime started = last.wall;
+  ASSERT_TRUE(run_cycles(loop, 1, [&](const Status& st) { return st.wall - started >= hours(3); }));
+  const std::uint64_t steps_before_refill = plant.steps_seen();
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::suspend}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::refill, .plan = &stronger, .volume = mL(20), .withdrawn = last.reservoir}).ok());
+  ASSERT_TRUE(send(loop, {.kind = CommandKind::resume}).ok());
+  EXPECT_TRUE(run_cycles(loop, 1, [](const Status& st) { return st.daily_limit_hold; })) << "no hold-back";
+  ASSERT_TRUE(run_cycles(loop, 500));
+
+  const std::uint64_t heap_calls = test::other_thread_heap_calls();
+  const LoopFaults faults = loop.page_faults();
+  loop.stop();
+  EXPECT_GT(steps_before_refill, 100u);
+  ASSERT_EQ(last.drugs.size(), 3u);
+  EXPECT_LE(to_mcg(last.drugs[1].delivered_24h), 500.0);
+  if (counting) {
+    EXPECT_EQ(heap_calls, 0u) << "heap calls by the dosing thread after start";
+  }
+  ASSERT_TRUE(faults.valid);
+  EXPECT_EQ(faults.minor, 0) << "minor page faults in the dosing thread after start";
+  EXPECT_EQ(faults.major, 0) << "major page faults in the dosing thread after start";
+}
+
 // The counter itself must see a heap call from another thread, or the test above proves
 // nothing.
 TEST(AllocCounter, SeesAnotherThreadsAllocation) {
