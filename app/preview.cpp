@@ -192,8 +192,8 @@ Outcome<PreviewResult> run_preview(const BoardParams& board, const CoreState& li
         const double h = static_cast<double>(to_usec(now.wall - t0.wall)) / 3.6e9;
         char buf[200];
         (void)std::snprintf(buf, sizeof buf,
-                            "the new solution reaches the catheter tip (bridge of %.1f h, within one bucket; %.1f mcg "
-                            "at the tip through it)",
+                            "the new solution reaches the catheter tip: bridge of %.1f h (to the end of its bucket); "
+                            "%.1f mcg at the tip through it",
                             h, to_mcg(bridge_mass));
         if (res.events.size() < kPreviewMaxEvents) res.events.push_back({now.wall, "bridge_end", buf});
       }
