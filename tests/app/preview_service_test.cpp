@@ -164,5 +164,58 @@ TEST(PreviewService, AdmitsTwoAtATimeAndRefusesMoreWithInvalidState) {
   ASSERT_TRUE(again && again->ok());
 }
 
+TEST(PreviewService, ABusyDosingThreadOrAShutdownAnswersWithInvalidStateAndFreesTheAdmission) {
+  Unit u;
+  u.ready(continuous_yaml());
+  Waker w(*u.service);
+  // The dosing thread's queue is full: the state copy cannot go out.
+  u.loop.hold_queue_full();
+  std::optional<PreviewOutcome> got;
+  u.service->preview_prescription(clinician(), "", false, to_usec(days(1)), to_usec(hours(1)),
+                                  [&](const PreviewOutcome& r) { got = r; });
+  ASSERT_TRUE(got.has_value());
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->error->code, app::ErrorCode::invalid_state);
+  u.loop.drop_queue();
+  // Shutdown while the state copy is on its way: answered, not lost.
+  std::vector<std::optional<PreviewOutcome>> pending(2);
+  for (std::size_t i = 0; i < 2; ++i) {
+    u.service->preview_prescription(clinician(), "", false, to_usec(days(1)), to_usec(hours(1)),
+                                    [&pending, i](const PreviewOutcome& r) { pending[i] = r; });
+  }
+  u.service->fail_pending("the pump daemon is shutting down");
+  for (const auto& p : pending) {
+    ASSERT_TRUE(p.has_value());
+    EXPECT_EQ(p->error->code, app::ErrorCode::invalid_state);
+  }
+  u.loop.drop_queue();
+  // Neither refusal kept an admission: two more are admitted and finish.
+  std::vector<std::optional<PreviewOutcome>> again(2);
+  for (std::size_t i = 0; i < 2; ++i) {
+    u.service->preview_prescription(clinician(), "", false, to_usec(days(1)), to_usec(hours(1)),
+                                    [&again, i](const PreviewOutcome& r) { again[i] = r; });
+  }
+  EXPECT_FALSE(again[0].has_value());
+  w.until(u, [&] { return again[0].has_value() && again[1].has_value(); });
+  EXPECT_TRUE(again[0]->ok());
+  EXPECT_TRUE(again[1]->ok());
+}
+
+TEST(PreviewService, TheServiceStopsARunningPreviewWhenItGoes) {
+  // 180 days with every bolus: the worker is still at it when the service is destroyed; the
+  // destructor cancels and joins it (a hang here fails the test by its timeout).
+  auto u = std::make_unique<Unit>();
+  u->ready(bolus_yaml());
+  std::optional<PreviewOutcome> got;
+  u->service->preview_prescription(clinician(), "", true, to_usec(days(180)), to_usec(minutes(5)),
+                                   [&](const PreviewOutcome& r) { got = r; });
+  u->loop.cycle(Duration{0});
+  u->service->poll();  // the state copy is in: the worker has the preview
+  const auto t0 = std::chrono::steady_clock::now();
+  u->service.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  EXPECT_FALSE(got.has_value());  // accepted (limits and all), then never answered: the service is gone
+}
+
 }  // namespace
 }  // namespace thecal::test

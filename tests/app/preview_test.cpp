@@ -332,6 +332,13 @@ TEST(Preview, RefusesWhatLoadPrescriptionWouldRefuseAndChecksItsLimits) {
   EXPECT_TRUE(app::check_preview_limits(3'600'000'000, 59'999'999).has_value());
   EXPECT_TRUE(app::check_preview_limits(3'600'000'000, 0).has_value());
   EXPECT_FALSE(app::check_preview_limits(3'600'000'000, 60'000'000).has_value());
+  // Cancelled (shutdown): InvalidState, no figures.
+  req.plan = nullptr;
+  const std::atomic<bool> cancelled{true};
+  r = app::run_preview(pump.board, copy, req, &cancelled);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error->code, app::ErrorCode::invalid_state);
+  EXPECT_TRUE(r.value.buckets.empty());
   // Without a prescription loaded and none given: nothing to preview.
   LivePump empty(board);
   CoreState none;
