@@ -210,6 +210,25 @@ TEST_F(PreviewApi, AnyLocalUserMayPreviewThroughThecalctl) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+TEST_F(PreviewApi, LoadOnATerminalShowsThePreviewAndLoadsOnlyOnYes) {
+  // A real terminal: util-linux script(1) runs thecalctl on a pty and feeds it the answer.
+  ASSERT_NO_FATAL_FAILURE(infusing("prescription-continuous.yaml"));
+  const std::string id = client->get_string(kPump, "PrescriptionId");
+  auto on_tty = [&](const char* answer) {
+    const std::string cmd = thecalctl_path() + " --address " + bus->address() + " load " + example("prescription-flex.yaml");
+    return run({"/bin/sh", "-c", std::string("printf '") + answer + "\\n' | script -qec '" + cmd + "' /dev/null"});
+  };
+  auto r = on_tty("n");
+  EXPECT_NE(r.out.find("Daily mass at the tip"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("Not loaded: nothing changed."), std::string::npos) << r.out;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(client->get_string(kPump, "PrescriptionId"), id);
+  r = on_tty("y");
+  EXPECT_NE(r.out.find("Loaded prescription"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(client->get_string(kPump, "PrescriptionId"), id);
+}
+
 TEST_F(PreviewApi, AFloodOfPreviewsDelaysNeitherTheBusNorTheLoop) {
   ASSERT_NO_FATAL_FAILURE(infusing("prescription-continuous.yaml"));
   const std::string flex = slurp_file(example("prescription-flex.yaml"));
