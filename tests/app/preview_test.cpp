@@ -11,7 +11,7 @@
 //
 // Scenarios: the live pump infusing the continuous example with some history, each of the
 // four examples as the candidate (same solution, flex, a concentration change with its
-// bridge, a change of drug); and THECAL_PREVIEW_RUNS (default 12) randomized prescriptions
+// bridge, a change of drug); and THECAL_PREVIEW_RUNS (default 12, 3 under sanitizers) randomized prescriptions
 // (seeds 1..N, a failure prints its seed).
 #include <cmath>
 #include <cstdint>
@@ -43,6 +43,15 @@ std::string read_example(const std::string& name) {
 }
 
 constexpr std::int64_t kWall0 = 1'790'000'000LL * 1'000'000 + 37'123'456;  // 2026-09-21, not on a boundary
+
+// Sanitizers make the cycle-by-cycle reference ~40x slower: shorter runs there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr Duration kExampleHorizon = hours(26);
+constexpr std::uint64_t kRandomRuns = 3;
+#else
+constexpr Duration kExampleHorizon = days(2);
+constexpr std::uint64_t kRandomRuns = 12;
+#endif
 
 /// Per bucket, from the reference run.
 struct RefBucket {
@@ -220,7 +229,7 @@ TEST(Preview, EqualsTheCoreRunCycleByCycleOnEachExample) {
     LivePump pump(board);
     make_live(pump, *live, hours(7));
     if (HasFatalFailure()) return;
-    expect_preview_matches(pump, *cand, true, days(2), hours(1));
+    expect_preview_matches(pump, *cand, true, kExampleHorizon, hours(1));
     if (HasFatalFailure()) return;
   }
 }
@@ -273,7 +282,7 @@ std::string random_yaml(std::mt19937_64& rng) {
 
 TEST(Preview, EqualsTheCoreRunCycleByCycleOnRandomPrescriptions) {
   const char* env = std::getenv("THECAL_PREVIEW_RUNS");  // NOLINT(concurrency-mt-unsafe): before any thread
-  const std::uint64_t runs = env != nullptr ? std::strtoull(env, nullptr, 10) : 12;
+  const std::uint64_t runs = env != nullptr ? std::strtoull(env, nullptr, 10) : kRandomRuns;
   const BoardParams board = test_board(msec(200));
   const auto store = store_for(board);
   const WallTime at = wall_us(kWall0);
