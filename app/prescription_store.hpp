@@ -43,6 +43,7 @@ class PrescriptionStore {
   [[nodiscard]] std::optional<std::string> read(std::string* err) const;
 
   [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] const BoardParams& board() const { return board_; }
 
  private:
   config::DrugLibrary drugs_;

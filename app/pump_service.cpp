@@ -44,6 +44,8 @@ struct PumpService::Pending {
   std::uint32_t uid = kSystemUid;     // the caller (export/import log)
   std::unique_ptr<TherapyDocument> import;    // import_therapy: the document read
   PumpState exported_state = PumpState::idle;  // import_therapy: the old unit's state
+  std::unique_ptr<PreviewRequest> preview;     // preview_prescription: the request (its plan in `plan`)
+  PreviewDone preview_done;
 };
 
 PumpService::PumpService(PrescriptionStore store, const ServiceParts& parts)
@@ -65,12 +67,16 @@ PumpService::~PumpService() { fail_pending("the pump daemon is shutting down"); 
 bool PumpService::submit(Command cmd, std::unique_ptr<Pending> p) {
   cmd.id = next_id_++;
   p->kind = cmd.kind;
-  if (p->plan) cmd.plan = p->plan.get();
+  if (p->plan && !p->preview) cmd.plan = p->plan.get();
   if (cmd.kind != CommandKind::grant_budget) {
     p->state = std::make_unique<CoreState>();
     cmd.state_out = p->state.get();
   }
   if (!loop_.post(cmd)) {
+    if (p->preview) {
+      previews_.release();
+      p->preview_done(Outcome<PreviewResult>::fail(ErrorCode::invalid_state, "The dosing thread is busy; try again"));
+    }
     if (p->staged) store_.discard();
     if (p->kind == CommandKind::grant_budget) durability_.grant_answered(false, p->grant);
     complete(p->done, ErrorCode::invalid_state, "The dosing thread is busy; try again");
@@ -83,7 +89,13 @@ bool PumpService::submit(Command cmd, std::unique_ptr<Pending> p) {
 void PumpService::fail_pending(const std::string& why) {
   auto pending = std::move(pending_);
   pending_.clear();
-  for (auto& [id, p] : pending) complete(p->done, ErrorCode::invalid_state, why);
+  for (auto& [id, p] : pending) {
+    if (p->preview) {
+      previews_.release();
+      p->preview_done(Outcome<PreviewResult>::fail(ErrorCode::invalid_state, why));
+    }
+    complete(p->done, ErrorCode::invalid_state, why);
+  }
 }
 
 void PumpService::simple(const Identity& who, CommandKind kind, Completion done) {
@@ -257,6 +269,33 @@ void PumpService::import_therapy(const Identity& who, std::string_view document,
 }
 
 // ---------------------------------------------------------------------------------------
+// PreviewPrescription
+
+void PumpService::preview_prescription(const Identity& who, std::string_view yaml, bool with_patient_boluses,
+                                       std::uint64_t horizon_us, std::uint64_t bucket_us, PreviewDone done) {
+  using Out = Outcome<PreviewResult>;
+  if (auto e = check_preview_limits(horizon_us, bucket_us)) return done(Out::fail(e->code, e->message));
+  auto p = std::make_unique<Pending>();
+  if (!yaml.empty()) {
+    std::string problems;
+    p->plan = store_.compile(yaml, loop_.now().wall, &problems);
+    if (!p->plan) return done(Out::fail(ErrorCode::invalid_prescription, problems));
+  }
+  if (!previews_.admit()) {
+    return done(Out::fail(ErrorCode::invalid_state,
+                          "the pump is already computing " + std::to_string(PreviewRunner::kMaxAdmitted) +
+                              " previews: try again when one has finished"));
+  }
+  p->preview = std::make_unique<PreviewRequest>();
+  p->preview->with_patient_boluses = with_patient_boluses;
+  p->preview->horizon = Duration{static_cast<std::int64_t>(horizon_us)};
+  p->preview->bucket = Duration{static_cast<std::int64_t>(bucket_us)};
+  p->preview->uid = who.uid;
+  p->preview_done = std::move(done);
+  (void)submit(command(CommandKind::export_state, who), std::move(p));  // p->plan: the candidate
+}
+
+// ---------------------------------------------------------------------------------------
 // Calls answered at once
 
 config::Problems PumpService::validate_prescription(std::string_view yaml) const {
@@ -396,6 +435,11 @@ void PumpService::handle_reply(const Reply& r) {
   if (it == pending_.end()) return;
   std::unique_ptr<Pending> p = std::move(it->second);
   pending_.erase(it);
+  if (p->preview) {  // a copy of the state for a preview: nothing to journal, nothing changed
+    p->preview->plan = nullptr;
+    previews_.submit(store_.board(), std::move(p->state), std::move(p->plan), *p->preview, std::move(p->preview_done));
+    return;
+  }
   if (p->kind == CommandKind::grant_budget) durability_.grant_answered(r.ok(), p->grant);
   if (p->kind == CommandKind::export_state) durability_.checkpoint_answered();
   if (r.ok() && p->kind == CommandKind::export_therapy) return finish_export(*p);
@@ -560,6 +604,7 @@ void PumpService::poll() {
   for (const Reply& r : replies) handle_reply(r);
   keep_durable();
   take_minute();
+  (void)previews_.take();
 }
 
 }  // namespace thecal::app

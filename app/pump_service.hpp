@@ -31,6 +31,7 @@
 #include "app/journal_keeper.hpp"
 #include "app/loop_channel.hpp"
 #include "app/prescription_store.hpp"
+#include "app/preview.hpp"
 #include "config/problem.hpp"
 #include "control/status.hpp"
 
@@ -126,6 +127,17 @@ class PumpService {
                                                                               std::uint64_t bucket_us) const;
   [[nodiscard]] Outcome<std::vector<DeliveryHistory::Refill>> refill_history(std::uint64_t from_us) const;
 
+  // ---- PreviewPrescription (app/preview.hpp): off the bus thread and the dosing thread ----
+  using PreviewDone = std::function<void(const Outcome<PreviewResult>&)>;
+  /// Checks the limits and the prescription (refused at once, changing nothing), takes a
+  /// copy of the core's state through the dosing thread (export_state: no journal write),
+  /// then runs the preview on the worker; `done` runs from poll() once it is finished.  At
+  /// most PreviewRunner::kMaxAdmitted at a time: more are refused with InvalidState.
+  void preview_prescription(const Identity& who, std::string_view yaml, bool with_patient_boluses,
+                            std::uint64_t horizon_us, std::uint64_t bucket_us, PreviewDone done);
+  /// Called from the preview worker when a result is ready: the main loop should poll().
+  void set_preview_wake(std::function<void()> wake) { previews_.set_wake(std::move(wake)); }
+
   // ---- org.thecal.Simulator1 (sim() is null without the simulator) ----
   [[nodiscard]] bool has_simulator() const { return sim_ != nullptr; }
   Outcome<Nothing> inject_fault(const Identity& who, std::string_view fault, bool active);
@@ -178,6 +190,7 @@ class PumpService {
   loop::LatencyHistogram minute_base_{};
   loop::LatencyHistogram last_minute_{};
   std::int64_t minute_started_us_ = 0;
+  PreviewRunner previews_;  // last: its worker stops before the rest goes
 };
 
 }  // namespace thecal::app

@@ -17,4 +17,8 @@ Json control_step_bench(const std::string& share, std::size_t ticks, int priorit
 /// days; plot data into `data_dir` ("" = none).
 Json accuracy_bench(const std::string& share, double days, const std::string& data_dir);
 
+/// PreviewPrescription's engine (app/preview.hpp) on the flex example with its periodic dose
+/// and every allowed patient bolus, from a live state, for 1, 30, 90 and 180 days.
+Json preview_bench(const std::string& share);
+
 }  // namespace thecal::bench

@@ -2,7 +2,7 @@
 """Prints the measured tables of docs/performance.md from a thecal-bench results file, so
 the document's figures are the run's, not retyped.
 
-Usage: doc_tables.py RESULTS.json [latency|control|dbus|footprint|all]"""
+Usage: doc_tables.py RESULTS.json [latency|control|dbus|footprint|preview|all]"""
 import json
 import sys
 
@@ -91,10 +91,21 @@ def footprint(r):
           f"({j['journal_writes_after_start']} while it was programmed: load, refill, prime, start) |  |")
 
 
+def preview(r):
+    pv = r["results"]["preview"]
+    print("| simulated days | wall time s | fast-forward iterations | µs per iteration | patient boluses | events | buckets | simulated 1 ms cycles | target |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for d, x in pv["days"].items():
+        target = ("< 1 s: " + ("met" if pv["target_met"] else "**missed**")) if d == "90" else ""
+        print(f"| {d} | {x['seconds']:.3f} | {n(x['iterations'])} | {x['us_per_iteration']:.2f} | "
+              f"{n(x['patient_boluses'])} | {n(x['events'])} | {n(x['buckets'])} | {n(x['simulated_cycles'])} | {target} |")
+
+
 def main(argv):
     r = json.load(open(argv[1]))
     which = argv[2] if len(argv) > 2 else "all"
-    for name, fn in (("latency", latency), ("control", control), ("dbus", dbus), ("footprint", footprint)):
+    for name, fn in (("latency", latency), ("control", control), ("dbus", dbus), ("footprint", footprint),
+                     ("preview", preview)):
         if which in (name, "all"):
             if which == "all":
                 print(f"\n### {name}\n")

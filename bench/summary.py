@@ -99,6 +99,12 @@ def rows(r):
             out.append(("journal fsyncs/min at steady basal (<= 1)",
                         f"{j.get('per_minute', 0):.2f}" if j.get("status") == "measured" else "pending",
                         "" if j.get("status") != "measured" else ("met" if j["per_minute"] <= 1 else "MISSED")))
+    pv = get(res, "preview")
+    if pv and "days" in pv:
+        out.append(("preview: 90 days of flex with every bolus, s (< 1)", f"{pv['ninety_days_s']:.3f}",
+                    "met" if pv["target_met"] else "MISSED"))
+        out.append(("preview: 1 / 30 / 180 days, s",
+                    " / ".join(f"{pv['days'][d]['seconds']:.3f}" for d in ("1", "30", "180")), ""))
     for name, sec in res.items():
         if isinstance(sec, dict) and "error" in sec:
             out.append((f"{name}: FAILED", sec["error"][:60], "error"))

@@ -1,6 +1,8 @@
 #include "dbus/pump_object.hpp"
 
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
@@ -325,6 +327,44 @@ int method_import(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   return called(userdata);
 }
 
+int method_preview(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+  const char* yaml = nullptr;
+  int with_boluses = 0;
+  std::uint64_t horizon = 0;
+  std::uint64_t bucket = 0;
+  const int r = sd_bus_message_read(m, "sbtt", &yaml, &with_boluses, &horizon, &bucket);
+  if (r < 0) return r;
+  app::Identity who;
+  if (!authorize(m, Need::any, who, err)) return -EACCES;
+  MessageRef msg(sd_bus_message_ref(m), [](sd_bus_message* x) { (void)sd_bus_message_unref(x); });
+  svc(userdata).preview_prescription(who, yaml, with_boluses != 0, horizon, bucket,
+                                     [msg](const app::Outcome<app::PreviewResult>& res) {
+    if (res.error) {
+      (void)sd_bus_reply_method_errorf(msg.get(), error_name(res.error->code), "%s", res.error->message.c_str());
+      return;
+    }
+    sd_bus_message* reply = nullptr;
+    int q = sd_bus_message_new_method_return(msg.get(), &reply);
+    if (q >= 0) q = sd_bus_message_open_container(reply, 'a', "(tdddd)");
+    for (const auto& b : res.value.buckets) {
+      if (q < 0) break;
+      q = sd_bus_message_append(reply, "(tdddd)", wall_or_zero(b.start), to_mcg(b.tip_mass), to_uL(b.pump_volume),
+                                to_uL(b.reservoir_end), to_mcg(b.rolling_24h_end));
+    }
+    if (q >= 0) q = sd_bus_message_close_container(reply);
+    if (q >= 0) q = sd_bus_message_open_container(reply, 'a', "(tss)");
+    for (const auto& e : res.value.events) {
+      if (q < 0) break;
+      q = sd_bus_message_append(reply, "(tss)", wall_or_zero(e.when), e.type.c_str(), e.detail.c_str());
+    }
+    if (q >= 0) q = sd_bus_message_close_container(reply);
+    if (q >= 0) q = sd_bus_send(nullptr, reply, nullptr);
+    if (q < 0) (void)sd_bus_reply_method_errorf(msg.get(), kErrInvalidState, "cannot send the preview: %s", strerrordesc_np(-q));
+    sd_bus_message_unref(reply);
+  });
+  return called(userdata);  // the state copy goes through the dosing thread
+}
+
 // ---------------------------------------------------------------------------------------
 // Properties: one table per interface, used by the getter, the change tracker and the vtable.
 
@@ -532,6 +572,10 @@ const sd_bus_vtable kPumpMethods[] = {
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ImportTherapy", SD_BUS_ARGS("s", document), SD_BUS_NO_RESULT, method_import,
                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("PreviewPrescription",
+                            SD_BUS_ARGS("s", yaml, "b", with_patient_boluses, "t", horizon_usec, "t", bucket_usec),
+                            SD_BUS_RESULT("a(tdddd)", buckets, "a(tss)", events), method_preview,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_SIGNAL_WITH_ARGS("AlarmRaised", SD_BUS_ARGS("s", code, "s", priority, "s", message), 0),
     SD_BUS_SIGNAL_WITH_ARGS("AlarmCleared", SD_BUS_ARGS("s", code), 0),
     SD_BUS_SIGNAL_WITH_ARGS("BolusStarted", SD_BUS_ARGS("s", source, "d", dose_mcg), 0),
@@ -625,11 +669,37 @@ int PumpObject::attach(sd_bus* bus, sd_event* event) {
   if (r >= 0) r = sd_event_source_set_enabled(timer_, SD_EVENT_ON);
   if (r >= 0) r = sd_event_source_set_description(timer_, "thecal-poll");
   if (r < 0) return r;
+  // A finished preview (worker thread) wakes the main loop through an eventfd.
+  const int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return -errno;
+  r = sd_event_add_io(event, &wake_, fd, EPOLLIN, on_wake, this);
+  if (r < 0) {
+    (void)close(fd);
+    return r;
+  }
+  (void)sd_event_source_set_io_fd_own(wake_, 1);
+  (void)sd_event_source_set_description(wake_, "thecal-preview-done");
+  service_.set_preview_wake([fd] {
+    const std::uint64_t one = 1;
+    (void)!write(fd, &one, sizeof one);
+  });
   service_.set_listener(this);
   return 0;
 }
 
+int PumpObject::on_wake(sd_event_source* s, int fd, std::uint32_t /*revents*/, void* userdata) {
+  (void)s;
+  std::uint64_t n = 0;
+  (void)!read(fd, &n, sizeof n);
+  auto& o = self(userdata);
+  o.service_.poll();
+  o.arm_timer(o.service_.busy());
+  return 0;
+}
+
 void PumpObject::detach() {
+  service_.set_preview_wake(nullptr);
+  wake_ = sd_event_source_disable_unref(wake_);
   service_.set_listener(nullptr);
   service_.fail_pending("the pump daemon is shutting down");
   for (auto*& s : slots_) s = sd_bus_slot_unref(s);

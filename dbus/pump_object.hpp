@@ -70,10 +70,12 @@ class PumpObject : public app::Listener {
  private:
   void arm_timer(bool fast);
   static int on_timer(sd_event_source* s, std::uint64_t usec, void* userdata);
+  static int on_wake(sd_event_source* s, int fd, std::uint32_t revents, void* userdata);
 
   app::PumpService& service_;
   sd_bus* bus_ = nullptr;
   sd_event_source* timer_ = nullptr;
+  sd_event_source* wake_ = nullptr;  // eventfd: a preview finished (app/preview.hpp)
   std::vector<sd_bus_slot*> slots_;
   std::vector<sd_bus_vtable> pump_vtable_;
   std::vector<PropertyValue> last_emitted_;  // by property table index; empty: not seeded

@@ -28,6 +28,7 @@
 
 #include "dbus/bus_connection.hpp"
 #include "dbus/names.hpp"
+#include "thecalctl/preview_report.hpp"
 
 namespace po = boost::program_options;
 
@@ -414,12 +415,152 @@ int cmd_status(sd_bus* bus, const Global& g) {
   return kExitOk;
 }
 
-int cmd_load(sd_bus* bus, const Global& g, const Args& a) {
-  if (int e = need_args(a, 1, 1, "load FILE")) return e;
-  const auto text = slurp(a[0]);
+// ---- preview (PreviewPrescription; the words and the plot: thecalctl/preview_report.cpp) ----
+
+constexpr double kPreviewDays = 90;
+constexpr std::uint64_t kPreviewBucketUs = 15ULL * 60 * 1'000'000;
+
+/// PreviewPrescription into `out`; 0, or an exit code with the pump's message in `why`.
+int fetch_preview(sd_bus* bus, const std::string& yaml, bool boluses, double days, thecalctl::Preview& out,
+                  std::string& why) {
+  sd_bus_message* m = nullptr;
+  sd_bus_message* reply = nullptr;
+  const auto horizon = static_cast<std::uint64_t>(std::llround(days * 86'400e6));
+  int r = sd_bus_message_new_method_call(bus, &m, kService, kPath, kIface, "PreviewPrescription");
+  if (r >= 0) r = sd_bus_message_append(m, "sbtt", yaml.c_str(), static_cast<int>(boluses), horizon, kPreviewBucketUs);
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  if (r >= 0) r = sd_bus_call(bus, m, 300'000'000, &e, &reply);
+  sd_bus_message_unref(m);
+  if (r < 0) {
+    why = sd_bus_error_is_set(&e) ? e.message : std::strerror(-r);
+    const int code = sd_bus_error_is_set(&e) ? exit_for_error(e) : kExitFailure;
+    sd_bus_error_free(&e);
+    return code;
+  }
+  thecalctl::PreviewBucket b;
+  r = sd_bus_message_enter_container(reply, 'a', "(tdddd)");
+  while (r >= 0 && (r = sd_bus_message_read(reply, "(tdddd)", &b.start_us, &b.mcg, &b.ul, &b.reservoir_ul, &b.rolling_mcg)) > 0) {
+    out.buckets.push_back(b);
+  }
+  if (r >= 0) r = sd_bus_message_exit_container(reply);
+  if (r >= 0) r = sd_bus_message_enter_container(reply, 'a', "(tss)");
+  std::uint64_t t = 0;
+  const char *type = nullptr, *detail = nullptr;
+  while (r >= 0 && (r = sd_bus_message_read(reply, "(tss)", &t, &type, &detail)) > 0) out.events.push_back({t, type, detail});
+  sd_bus_message_unref(reply);
+  if (r < 0) {
+    why = std::string("cannot read the preview: ") + std::strerror(-r);
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+/// The prescription in force against `text` over `days`; prints the summary (and the SVG).
+int show_preview(sd_bus* bus, const Global& g, const std::string& file, const std::string& text, double days, bool boluses,
+                 const std::string& svg) {
+  PumpStatus st;
+  if (int r = get_status(bus, st); r < 0) return -r;
+  thecalctl::PreviewSide now_side{"in force" + (st.drug.empty() ? std::string() : " (" + st.drug + ")"), std::nullopt, "", st.limit};
+  thecalctl::PreviewSide new_side{file.substr(file.find_last_of('/') + 1), std::nullopt, "", 0};
+  new_side.limit_mcg = thecalctl::max_daily_dose_in(text).value_or(0);
+  thecalctl::Preview p;
+  std::string why;
+  if (int r = fetch_preview(bus, text, boluses, days, p, why); r != kExitOk) {
+    std::cerr << "thecalctl: " << file << ": " << why << "\n";
+    return r;
+  }
+  new_side.preview = std::move(p);
+  if (st.id.empty()) {
+    now_side.why = "no prescription loaded";
+  } else {
+    thecalctl::Preview q;
+    if (fetch_preview(bus, "", boluses, days, q, now_side.why) == kExitOk) now_side.preview = std::move(q);
+  }
+  const thecalctl::PreviewContext ctx{new_side.preview->buckets.empty() ? 0 : new_side.preview->buckets.front().start_us,
+                                      kPreviewBucketUs, days, boluses, st.state};
+  if (g.json) {
+    std::cout << "{\"buckets\":[";
+    const auto& bs = new_side.preview->buckets;
+    for (std::size_t i = 0; i < bs.size(); ++i) {
+      std::cout << (i ? "," : "") << "[" << bs[i].start_us << "," << json_num(bs[i].mcg) << "," << json_num(bs[i].ul) << ","
+                << json_num(bs[i].reservoir_ul) << "," << json_num(bs[i].rolling_mcg) << "]";
+    }
+    std::cout << "],\"events\":[";
+    const auto& es = new_side.preview->events;
+    for (std::size_t i = 0; i < es.size(); ++i) {
+      std::cout << (i ? "," : "") << "[" << es[i].time_us << ",\"" << json_escape(es[i].type) << "\",\""
+                << json_escape(es[i].detail) << "\"]";
+    }
+    std::cout << "]}\n";
+  } else {
+    std::cout << thecalctl::preview_summary(now_side, new_side, ctx);
+  }
+  if (!svg.empty()) {
+    std::ofstream out(svg, std::ios::binary | std::ios::trunc);
+    out << thecalctl::preview_svg(now_side, new_side, ctx);
+    if (!out) {
+      std::cerr << "thecalctl: cannot write " << svg << "\n";
+      return kExitFailure;
+    }
+  }
+  return kExitOk;
+}
+
+int cmd_preview(sd_bus* bus, const Global& g, const Args& a) {
+  const char* usage = "preview FILE [--days N] [--with-boluses] [--svg OUT]";
+  double days = kPreviewDays;
+  bool boluses = false;
+  std::string svg;
+  Args rest;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == "--days" && i + 1 < a.size()) {
+      char* end = nullptr;
+      days = std::strtod(a[++i].c_str(), &end);
+      if (end == nullptr || *end != '\0' || !(days > 0) || days > 180) {
+        std::cerr << "thecalctl: --days must be a number of days in (0, 180], got '" << a[i] << "'\n";
+        return kExitUsage;
+      }
+    } else if (a[i] == "--with-boluses") {
+      boluses = true;
+    } else if (a[i] == "--svg" && i + 1 < a.size()) {
+      svg = a[++i];
+    } else {
+      rest.push_back(a[i]);
+    }
+  }
+  if (int e = need_args(rest, 1, 1, usage)) return e;
+  const auto text = slurp(rest[0]);
   if (!text) {
-    std::cerr << "thecalctl: cannot read " << a[0] << ": " << std::strerror(errno) << "\n";
+    std::cerr << "thecalctl: cannot read " << rest[0] << ": " << std::strerror(errno) << "\n";
     return kExitUsage;
+  }
+  return show_preview(bus, g, rest[0], *text, days, boluses, svg);
+}
+
+int cmd_load(sd_bus* bus, const Global& g, const Args& a) {
+  bool yes = false;
+  Args rest;
+  for (const auto& w : a) {
+    if (w == "--yes") yes = true;
+    else rest.push_back(w);
+  }
+  if (int e = need_args(rest, 1, 1, "load FILE [--yes]")) return e;
+  const auto text = slurp(rest[0]);
+  if (!text) {
+    std::cerr << "thecalctl: cannot read " << rest[0] << ": " << std::strerror(errno) << "\n";
+    return kExitUsage;
+  }
+  // On a terminal: what it would do, against the prescription in force, then a question.
+  // Not on a terminal (scripts, tests): as before, loaded at once; --yes skips the question.
+  if (!yes && isatty(STDIN_FILENO) != 0 && !g.json) {
+    if (int r = show_preview(bus, g, rest[0], *text, kPreviewDays, true, ""); r != kExitOk) return r;
+    std::cout << "\nLoad " << rest[0] << " into the pump? [y/N] " << std::flush;
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "y" && answer != "Y" && answer != "yes") {
+      std::cout << "Not loaded: nothing changed.\n";
+      return kExitFailure;
+    }
   }
   sd_bus_message* reply = nullptr;
   int r = call(bus, kIface, "LoadPrescription", &reply, "s", text->c_str());
@@ -1011,7 +1152,11 @@ const char* kHelp =
     "  status                          show the pump's state (default)\n"
     "  monitor                         print properties, alarms and boluses as they change\n"
     "  validate FILE                   check a prescription file against the pump's rules\n"
-    "  load FILE                       load a prescription (clinician)\n"
+    "  preview FILE [--days N] [--with-boluses] [--svg OUT]\n"
+    "                                  what FILE would do from now, beside the prescription in\n"
+    "                                  force, computed by the pump's core (default 90 days)\n"
+    "  load FILE [--yes]               load a prescription (clinician); on a terminal it shows\n"
+    "                                  the preview first and asks (--yes: do not ask)\n"
     "  prime VOLUME                    prime the catheter, e.g. 'prime 0.22 mL' (clinician)\n"
     "  start | resume                  start or resume therapy (clinician)\n"
     "  suspend [DURATION]              suspend, e.g. 'suspend 30 min'; none: until resume\n"
@@ -1108,6 +1253,7 @@ int main(int argc, char** argv) {
     if (cmd == "monitor") return noargs("monitor") ? kExitUsage : cmd_monitor(b, g);
     if (cmd == "validate") return cmd_validate(b, g, args);
     if (cmd == "load") return cmd_load(b, g, args);
+    if (cmd == "preview") return cmd_preview(b, g, args);
     if (cmd == "prime") return cmd_prime(b, args);
     if (cmd == "start") return noargs("start") ? kExitUsage : simple(b, "Start");
     if (cmd == "resume") return noargs("resume") ? kExitUsage : simple(b, "Resume");
