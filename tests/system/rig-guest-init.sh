@@ -430,8 +430,9 @@ c=$(diag LoopCycles); wait_for 10 cycles_past $((c + 300))   # the lines watched
 mark PORT_INJECTION
 pull $OCC up
 wait_for 10 has_alarm catheter_port_injection high; r=$?
-# One period of the high pattern and the next period's first rise (11 rises, about 6 s).
-wait_for 20 sh -c "[ \$(grep -c 'gpio_value: $(g $BUZ) set 1\$' $BI/trace) -ge 11 ]" || fail "the high pattern sounds a period and starts the next within 20 s"
+# Two periods of the high pattern and the next one's first rise (21 rises, about 12 s), as
+# for the occlusion: a stalled vCPU that hides a pulse in one period leaves the other to show it.
+wait_for 30 sh -c "[ \$(grep -c 'gpio_value: $(g $BUZ) set 1\$' $BI/trace) -ge 21 ]" || fail "the high pattern repeats twice within 30 s"
 mark REFILL_END
 trace_off
 s1=$(diag StepsIssued)
