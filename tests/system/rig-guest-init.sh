@@ -205,7 +205,8 @@ held=$(grep -c '|thecald' /sys/kernel/debug/gpio)
 check "all 11 lines held by consumer thecald ($held)" [ "$held" = 11 ]
 # The dosing thread's page faults (SPEC 7: none in the loop after start), read by the kernel's
 # own count for the thread, from here (10,000 cycles in) to the end of this run: infusing,
-# the clinician bolus, the high, medium and low alarms and their buzzer patterns, the button.
+# the clinician bolus, the high, medium and low alarms and their buzzer patterns, the button,
+# the refill session and catheter_port_injection.
 dosing_faults() {
   for t in /proc/$TD/task/*; do
     [ "$(cat $t/comm 2>/dev/null)" = thecal-dosing ] && awk '{ print $10 + $12 }' $t/stat && return 0
@@ -408,9 +409,84 @@ n3=$(boluses); e3=$(button_events bolus_started)
 check "a press inside the lockout is refused and logged (PatientBolusesToday $n2 -> $n3, bolus_started $e2 -> $e3)" \
   [ $r = 0 -a "$n3" = "$n2" -a "$e3" = "$e2" ]
 
+# ---- the refill session (S12): the motor stopped, a pressure rise is catheter_port_injection ---
+# begin-refill while infusing (a patient bolus running): the motor is disabled and steps no
+# more for the whole session.  The needle then goes into the catheter access port: the
+# pressure-high line rises.  The loop reads that line each cycle right after it wakes and
+# writes the buzzer before the heartbeat, so the trace bounds the alarm's latency in loop
+# cycles: the line changed after the last read that saw it low, and the high pattern's first
+# rise is the alarm's first output.  S12 allows 2 loop periods; heartbeat writes count them.
+wait_for 10 en_is 0 || fail "motor enabled while infusing before the refill session"
+note "alarms before the refill session: $(ctl --json alarms)"
+trace_on $STEP $EN $HB $BUZ $FAULT $OCC
+mark REFILL_BEGIN
+ctl begin-refill || fail "begin-refill"
+check "begin-refill while infusing: state refilling" state_is refilling
+wait_for 5 en_is 1
+check "begin-refill disables the motor (nENBL $(val $EN))" [ $? = 0 ]
+check "begin-refill cancels the running bolus" [ "$(status_field bolus_active)" = false ]
+s0=$(diag StepsIssued)
+c=$(diag LoopCycles); wait_for 10 cycles_past $((c + 300))   # the lines watched for 300 cycles
+mark PORT_INJECTION
+pull $OCC up
+wait_for 10 has_alarm catheter_port_injection high; r=$?
+# Two periods of the high pattern and the next one's first rise (21 rises, about 12 s), as
+# for the occlusion: a stalled vCPU that hides a pulse in one period leaves the other to show it.
+wait_for 30 sh -c "[ \$(grep -c 'gpio_value: $(g $BUZ) set 1\$' $BI/trace) -ge 21 ]" || fail "the high pattern repeats twice within 30 s"
+mark REFILL_END
+trace_off
+s1=$(diag StepsIssued)
+check "pressure high while refilling raises the high alarm catheter_port_injection" [ $r = 0 ]
+check "no occlusion alarm for it (the motor was stopped)" no_alarm occlusion
+# Heartbeat writes from the last read of the line low to the first read of it high (the cycle
+# that saw the change; 1 if the line is read every cycle), and from that read to the
+# buzzer's first rise (0 if the alarm sounds in the cycle that saw the line).
+set -- $(awk -v lo="gpio_value: $(g $OCC) get 0" -v hi="gpio_value: $(g $OCC) get 1" \
+             -v hb="gpio_value: $(g $HB) set " -v bz="gpio_value: $(g $BUZ) set 1" '
+  !seen && index($0, lo) { lows = 1; a = 0; next }
+  !seen && index($0, hi) { seen = 1; next }
+  index($0, hb) { if (seen) b++; else a++; next }
+  seen && index($0, bz) { done = 1; exit }
+  END { print (seen && lows ? a : "never"), (done ? b + 0 : "never") }' /tmp/trace.txt)
+to_read=$1 to_sound=$2
+# The shell's pull after its marker (a note: a busy guest can take cycles to run it).
+after_mark=$(awk -v hi="gpio_value: $(g $OCC) get 1" -v hb="gpio_value: $(g $HB) set " '
+  /tracing_mark_write: PORT_INJECTION$/ { m = 1; next } m && index($0, hi) { print c + 0; exit } m && index($0, hb) { c++ }' /tmp/trace.txt)
+note "port injection: seen by thecald ${after_mark:-never} cycle(s) after the shell's marker; read high ${to_read} heartbeat write(s) after the last read that saw it low; the high pattern's first rise ${to_sound} heartbeat write(s) after that read"
+num() { echo "${1:-9}" | tr -c '0-9\n' 9; }
+check "the pressure-high line is read in the cycle after its change (${to_read} heartbeat write(s) between the last low read and the first high one)" \
+  [ "$(num $to_read)" -le 1 ]
+check "catheter_port_injection sounds within 2 loop periods of the line's change (S12): $to_read + $to_sound cycle(s) from the last low read to the buzzer's first rise" \
+  [ "$(num $to_read)" -ge 0 -a $(( $(num $to_read) + $(num $to_sound) )) -le 2 ]
+# The motor during the session: disabled after REFILL_BEGIN and never enabled again, not one
+# step pulse, StepsIssued unchanged.
+set -- $(awk -v en1="gpio_value: $(g $EN) set 1" -v en0="gpio_value: $(g $EN) set 0" -v st="gpio_value: $(g $STEP) set 1" '
+  /tracing_mark_write: REFILL_BEGIN$/ { m = 1; next } /tracing_mark_write: REFILL_END$/ { exit }
+  m && index($0, en1) { off = 1; next } m && off && index($0, en0) { on++ } m && off && index($0, st) { s++ }
+  END { print off + 0, on + 0, s + 0 }' /tmp/trace.txt)
+check "refilling: enable driven inactive ($1), never active again ($2 writes), no step pulse ($3), StepsIssued $s0 -> $s1" \
+  [ "$1" = 1 -a "$2" = 0 -a "$3" = 0 -a "$s1" = "$s0" ]
+check_cadence "high (catheter_port_injection)" 6000 150 0 250 500 1000 1250 2000 2250 2500 3000 3250
+# Released, the alarm stays latched (S4) and the session open; acknowledged, it clears; the
+# refill (withdrawn = the pump's estimate) ends the session in the state before: infusing.
+pull $OCC down
+c=$(diag LoopCycles); wait_for 10 cycles_past $((c + 100))
+check "catheter_port_injection latched after the pressure falls" has_alarm catheter_port_injection high
+check "the session still open with the alarm standing ($(state))" state_is refilling
+check "the motor still disabled with the alarm standing" en_is 1
+ctl ack catheter_port_injection || fail "ack catheter_port_injection"
+wait_for 5 no_alarm catheter_port_injection
+check "catheter_port_injection clears once acknowledged and its cause is gone" [ $? = 0 ]
+res=$(status_field reservoir_ul)
+ctl refill --withdrawn "$res uL" "20 mL" > /dev/null || fail "refill --withdrawn $res uL 20 mL ending the session"
+check "the refill ends the session in the state before (infusing): $(state)" state_is infusing
+wait_for 10 en_is 0
+check "the motor enabled again after the session" [ $? = 0 ]
+check "no refill_discrepancy for the estimate withdrawn" no_alarm refill_discrepancy
+
 # ---- SIGTERM while the motor is enabled: enable driven inactive, lines released --------------
 PF1=$(dosing_faults)
-check "no page fault in the dosing thread (gpiod backend) from 10,000 cycles in through delivery, boluses, alarms and the button ($PF0 -> $PF1)" \
+check "no page fault in the dosing thread (gpiod backend) from 10,000 cycles in through delivery, boluses, alarms, the button and the refill session ($PF0 -> $PF1)" \
   [ "$PF0" != missing -a "$PF1" = "$PF0" ]
 check "motor enabled while infusing (nENBL low)" en_is 0
 trace_on $EN
