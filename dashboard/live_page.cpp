@@ -59,6 +59,7 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:
 .kv th{text-align:left;font-weight:normal;color:#667;padding-right:1em}
 .banner{padding:.8em 1.2em;font-weight:600;background:#8a8f98;color:#fff}
 .banner.alarm-high{background:#c0162b} .hidden{display:none}
+main.stale{opacity:.55}
 .alarms{list-style:none;padding:0;margin:0} .alarms li{padding:.4em .6em;margin:.2em 0;border-radius:4px}
 .alarm.high{background:#c0162b;color:#fff} .alarm.medium{background:#f0a400} .alarm.low{background:#ffe680}
 body.alarm-high #state-card{outline:4px solid #c0162b}
@@ -138,7 +139,13 @@ function renderStatus() {
     if (!(key in shownAt)) shownAt[key] = now;
     return `<li class="alarm ${esc(a[1])}" data-code="${esc(a[0])}" data-priority="${esc(a[1])}" data-shown-ms="${shownAt[key]}"><b>${esc(a[1]).toUpperCase()}</b> ${esc(a[0])}: ${esc(a[2])} <span class="muted">since ${fmtTime(a[3])}</span></li>`;
   }).join('') : '<li class="muted">none</li>';
-  if (alarms.some((a) => a[1] === 'high')) { document.body.classList.add('alarm-high'); banner.textContent = 'HIGH ALARM: ' + alarms.filter((a) => a[1] === 'high').map((a) => a[0]).join(', '); banner.className = 'banner alarm-high'; }
+  const live = linkUp && s.reachable;
+  document.querySelector('main').classList.toggle('stale', !live);  // last known figures, greyed
+  if (alarms.some((a) => a[1] === 'high')) {
+    document.body.classList.add('alarm-high');
+    // While the pump cannot be read the banner keeps saying so: its alarms are the last known.
+    if (live) { banner.textContent = 'HIGH ALARM: ' + alarms.filter((a) => a[1] === 'high').map((a) => a[0]).join(', '); banner.className = 'banner alarm-high'; }
+  }
   // Every drug against its limit (Drugs when served, else the single-drug properties).
   const drugs = p.Drugs || (p.Drug ? [[p.Drug, p.ConcentrationMcgPerMl, p.Delivered24hMcg, p.DailyLimitMcg]] : []);
   $('drugs').innerHTML = drugs.length ? drugs.map((d) => {

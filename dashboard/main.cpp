@@ -65,7 +65,8 @@ void serve_report(const std::string& bus_name, const httplib::Request& req, http
     const json diag = bus.get_all(thecal::dbus::kDiagnosticsInterface);
     const std::uint64_t now = diag.value("WallClockUsec", std::uint64_t{0});
     const json events = all_events(bus, 0);
-    Period p{now > 7 * kDayUs ? now - 7 * kDayUs : 0, now, "last 7 days"};
+    // Default: the last 7 UTC days, today included (one printed week).
+    Period p{now / kDayUs * kDayUs > 6 * kDayUs ? now / kDayUs * kDayUs - 6 * kDayUs : 0, now, "last 7 days"};
     if (req.has_param("period")) {
       std::string why;
       const auto found = resolve_period(req.get_param_value("period"), events, pump, now, why);

@@ -116,9 +116,18 @@ try:
     today = time.strftime("%Y-%m-%d", time.gmtime(status["diagnostics"]["WallClockUsec"] / 1e6))
     check(drug in text, "the PDF names the drug " + drug)
     check(today in text, "the PDF has today's row " + today)
-    check("Alarms raised: 1." in text, "the PDF counts the occlusion")
-    check("Refills: 1." in text, "the PDF counts the refill")
-    check("requested 1," in text, "the PDF counts the clinician bolus")
+    # The figures against the pump's own log, read by thecalctl (GetEvents).
+    events = json.loads(ctl("--json", "events", "100000"))
+    since = status["diagnostics"]["WallClockUsec"] - 7 * 86400 * 10**6
+    count = lambda t: sum(1 for e in events if e["type"] == t and e["time_usec"] >= since)  # noqa: E731
+    check(count("alarm_raised") >= 2 and "Alarms raised: %d." % count("alarm_raised") in text,
+          "the PDF counts the alarms (restart, occlusion): %d" % count("alarm_raised"))
+    check("Refills: %d." % count("refill") in text and count("refill") == 1, "the PDF counts the refill")
+    check("requested %d," % count("bolus_started") in text and count("bolus_started") == 1,
+          "the PDF counts the clinician bolus")
+    hist = json.loads(ctl("--json", "history", "8d", "1d"))
+    ul = sum(b["ul"] for b in hist)
+    check(ul >= 220 and "Volume pumped %.1f uL" % ul in text, "the PDF's volume is the pump's (%.1f uL)" % ul)
     check("occlusion" in text, "the PDF lists the occlusion")
     check("first fill" in text, "the PDF lists the refill")
 

@@ -115,7 +115,7 @@ TEST_F(DashboardTest, RunsUnprivilegedShowsThePumpAndCannotProgramIt) {
 
   // The dashboard's uid may not program: the policy and thecald refuse a programming call.
   const std::string id_before = client->get_string("org.thecal.Pump1", "PrescriptionId");
-  for (const std::vector<std::string> call :
+  for (const std::vector<std::string>& call :
        {std::vector<std::string>{"org.thecal.Pump1.LoadPrescription", "string:version: 1"},
         std::vector<std::string>{"org.thecal.Pump1.Refill", "double:0", "double:1000", "string:"},
         std::vector<std::string>{"org.thecal.Simulator1.InjectFault", "string:occlusion", "boolean:true"}}) {
@@ -155,12 +155,16 @@ TEST_F(DashboardTest, SaysWhenThecaldIsGoneAndReconnectsWhenItIsBack) {
   daemon.emplace(dir.path(), bus->address());
   ASSERT_TRUE(wait_until([&] { return (s = dash.status()).value("reachable", false); }, 3000)) << s.dump();
   EXPECT_EQ(s["pump"]["State"], client->get_string("org.thecal.Pump1", "State"));
-  // The event log is read again from the restarted daemon (its restart is logged).
+  // The event log is read again from the restarted daemon: both starts, the stop between
+  // them and the journal restored, each once.
   ASSERT_TRUE(wait_until([&] {
+    int started = 0, stopped = 0, restored = 0;
     for (const auto& e : (s = dash.status())["events"]) {
-      if (e[1] == "restart") return true;
+      started += e[1] == "daemon_started" ? 1 : 0;
+      stopped += e[1] == "daemon_stopped" ? 1 : 0;
+      restored += e[1] == "journal_restored" ? 1 : 0;
     }
-    return false;
+    return started == 2 && stopped == 1 && restored == 1;
   })) << s.dump();
 }
 
