@@ -35,7 +35,8 @@ const char* live_page_html() {
 <section class="card" id="drugs-card"><h2>Rolling 24 h against the daily limit</h2><div id="drugs"></div></section>
 <section class="card" id="reservoir-card"><h2>Reservoir</h2><div id="reservoir"></div>
   <table class="kv"><tr><th>Refill due</th><td id="refilldue">—</td></tr>
-  <tr><th>Last refill accuracy</th><td id="accuracy">—</td></tr></table></section>
+  <tr><th>Last refill accuracy</th><td id="accuracy">—</td></tr>
+  <tr><th>Solution expires</th><td id="expires">—</td></tr></table></section>
 <section class="card wide"><h2>Delivered per hour (last 48 h)</h2><div id="hourly" class="chart"></div></section>
 <section class="card wide"><h2>Delivered per day (last 14 days)</h2><div id="daily" class="chart"></div></section>
 <section class="card wide"><h2>Dosing loop wake-up latency</h2><div id="latency-figures"></div><div id="latency" class="chart"></div></section>
@@ -155,6 +156,7 @@ function renderStatus() {
   const rpct = p.ReservoirCapacityUl > 0 ? 100 * p.ReservoirUl / p.ReservoirCapacityUl : 0;
   $('reservoir').innerHTML = `<b id="reservoir-ul">${num(p.ReservoirUl, 1)}</b> of ${num(p.ReservoirCapacityUl, 0)} µL (${num(rpct, 1)} %)<div class="bar"><div style="width:${Math.min(100, rpct)}%"></div></div>`;
   $('refilldue').textContent = fmtTime(p.RefillDueUsec);
+  $('expires').textContent = p.SolutionExpiresUsec ? fmtTime(p.SolutionExpiresUsec) : '—';
   $('accuracy').textContent = p.RefillAccuracyPercent === null || p.RefillAccuracyPercent === undefined ? 'not measured yet' : `${num(p.RefillAccuracyPercent, 1)} %`;
   if (s.diagnostics) {
     const d = s.diagnostics;

@@ -100,3 +100,39 @@ TEST(Report, HtmlIsEscaped) {
 
 }  // namespace
 }  // namespace thecal::dashboard
+
+namespace thecal::dashboard {
+namespace {
+
+/// A PreviewPrescription reply as SPEC section 4 shapes it: (a(tdddd), a(tss)).
+nlohmann::json preview_reply(double mass_per_bucket, std::size_t n) {
+  nlohmann::json buckets = nlohmann::json::array();
+  for (std::size_t i = 0; i < n; ++i) {
+    buckets.push_back({1'700'000'000'000'000ULL + i * 3'600'000'000ULL, mass_per_bucket, 0.5, 1000.0 - 0.5 * static_cast<double>(i),
+                       mass_per_bucket * 24});
+  }
+  return nlohmann::json::array({buckets, nlohmann::json::array({{1'700'000'000'000'000ULL, "refill", "filled <20 mL>"}})});
+}
+
+TEST(PreviewPage, OldAndNewSideBySideWithTheirTotals) {
+  const auto now = preview_reply(1.0, 24);
+  const auto next = preview_reply(2.5, 24);
+  const std::string html = render_preview_page(&now, &next, "", "new<rx>.yaml");
+  EXPECT_NE(html.find("id=\"old\""), std::string::npos);
+  EXPECT_NE(html.find("id=\"new\""), std::string::npos);
+  EXPECT_NE(html.find("24.000 mcg"), std::string::npos) << "old total";
+  EXPECT_NE(html.find("60.000 mcg"), std::string::npos) << "new total";
+  EXPECT_NE(html.find("id=\"new-mass\""), std::string::npos);
+  EXPECT_NE(html.find("new&lt;rx&gt;.yaml"), std::string::npos);
+  EXPECT_NE(html.find("filled &lt;20 mL&gt;"), std::string::npos);
+  EXPECT_EQ(html.find("id=\"error\""), std::string::npos);
+}
+
+TEST(PreviewPage, AnErrorIsShownAsItCameAndNoPlots) {
+  const std::string html = render_preview_page(nullptr, nullptr, "org.thecal.Pump1.Error.InvalidPrescription: 3:7: basal", "x.yaml");
+  EXPECT_NE(html.find("id=\"error\">org.thecal.Pump1.Error.InvalidPrescription: 3:7: basal"), std::string::npos);
+  EXPECT_EQ(html.find("id=\"new\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace thecal::dashboard

@@ -24,7 +24,7 @@ for f in ./usr/sbin/thecald ./usr/bin/thecalctl ./lib/systemd/system/thecald.ser
          ./usr/share/dbus-1/system.d/org.thecal.Pump1.conf ./usr/lib/sysusers.d/thecal.conf \
          ./usr/lib/tmpfiles.d/thecal.conf ./lib/udev/rules.d/60-thecal-gpio.rules \
          ./etc/thecal/thecald.yaml ./usr/share/thecal/drugs.yaml ./usr/share/man/man1/thecalctl.1.gz \
-         ./usr/share/man/man8/thecald.8.gz ./usr/share/doc/thecal/copyright; do
+         ./usr/share/man/man8/thecald.8.gz ./usr/share/man/man1/thecal-dashboard.1.gz ./usr/share/doc/thecal/copyright; do
   grep -qx "$f" <<<"$contents" || fail "$f missing from the package"
 done
 dpkg-deb -e "$deb" "$OUT/control"
