@@ -178,6 +178,10 @@ function connect() {
   es.addEventListener('history', (m) => { history = JSON.parse(m.data); renderHistory(); window.lastHistoryMs = Date.now(); });
   es.addEventListener('error', () => { linkUp = false; $('link').textContent = 'reconnecting…'; if (status) renderStatus(); });
 }
+if (window.thecalInitial) {  // the snapshot served with the page: shown before the stream opens
+  linkUp = true; status = window.thecalInitial; history = window.thecalInitial;
+  renderStatus(); renderHistory();
+}
 connect();
 )JS";
 }

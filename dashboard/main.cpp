@@ -178,8 +178,15 @@ int main(int argc, char** argv) {
   Poller poller(bus_name, {});
   httplib::Server svr;
   svr.new_task_queue = [] { return new httplib::ThreadPool(32); };
-  const auto html = [](httplib::Response& res, const char* body) { res.set_content(body, "text/html; charset=utf-8"); };
-  svr.Get("/", [&](const httplib::Request&, httplib::Response& res) { html(res, thecal::dashboard::live_page_html()); });
+  svr.Get("/", [&](const httplib::Request&, httplib::Response& res) {
+    // The current snapshot goes with the page, so its first paint already shows the pump.
+    std::string page = thecal::dashboard::live_page_html();
+    std::string snap = poller.snapshot().dump();
+    for (std::size_t at = 0; (at = snap.find("</", at)) != std::string::npos; at += 3) snap.replace(at, 2, "<\\/");
+    const std::string tag = "<script src=\"/live.js\">";
+    page.replace(page.find(tag), 0, "<script>window.thecalInitial=" + snap + ";</script>");
+    res.set_content(page, "text/html; charset=utf-8");
+  });
   svr.Get("/style.css", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(thecal::dashboard::style_css(), "text/css");
   });
