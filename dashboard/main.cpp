@@ -155,11 +155,10 @@ int main(int argc, char** argv) {
   const auto colon = listen.rfind(':');
   int port = -1;
   if (colon != std::string::npos) {
-    try {
-      port = std::stoi(listen.substr(colon + 1));
-    } catch (const std::exception&) {
-      port = -1;
-    }
+    const std::string digits = listen.substr(colon + 1);
+    const bool all_digits = !digits.empty() && digits.size() <= 5 &&
+                            digits.find_first_not_of("0123456789") == std::string::npos;
+    if (all_digits) port = std::stoi(digits);
   }
   if (colon == std::string::npos || port < 0 || port > 65535) {
     std::cerr << "thecal-dashboard: --listen wants HOST:PORT, got '" << listen << "'\n";

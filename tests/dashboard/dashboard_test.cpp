@@ -141,7 +141,29 @@ TEST_F(DashboardTest, RunsUnprivilegedShowsThePumpAndCannotProgramIt) {
   ASSERT_TRUE(none);
   EXPECT_EQ(none->status, 404) << "no trial on this pump: said plainly";
   EXPECT_NE(none->body.find("no trial"), std::string::npos);
+  // The preview refuses a form without a file or with a horizon beyond SPEC's 180 days.
+  httplib::MultipartFormDataItems no_file = {{"horizon_days", "7", "", ""}};
+  auto p = http.Post("/preview", no_file);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->status, 400);
+  EXPECT_NE(p->body.find("no prescription file"), std::string::npos) << p->body;
+  httplib::MultipartFormDataItems too_long = {{"prescription", "version: 1\n", "p.yaml", "application/yaml"},
+                                              {"horizon_days", "181", "", ""}};
+  p = http.Post("/preview", too_long);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->status, 400);
+  EXPECT_NE(p->body.find("1 to 180 days"), std::string::npos) << p->body;
   EXPECT_EQ(dash.stop(), 0) << dash.log();
+}
+
+TEST(DashboardCommandLine, ABadListenAddressIsRefusedPlainly) {
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:99999", "127.0.0.1:http", "127.0.0.1:84x", "127.0.0.1:"}) {
+    const auto r = run({THECAL_DASHBOARD_PATH, "--bus", "unix:path=/nonexistent", "--listen", bad});
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find("--listen wants HOST:PORT"), std::string::npos) << r.err;
+  }
+  const auto r = run({THECAL_DASHBOARD_PATH, "--no-such-option"});
+  EXPECT_EQ(r.exit_code, 2);
 }
 
 TEST_F(DashboardTest, SaysWhenThecaldIsGoneAndReconnectsWhenItIsBack) {
