@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  (void)std::signal(SIGPIPE, SIG_IGN);
 
   Poller poller(bus_name, {});
   httplib::Server svr;
@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
   const bool ok = svr.listen_after_bind();
   if (stopper.joinable()) {
     // listen ended by itself (not by a signal): wake the stopper.
-    pthread_kill(stopper.native_handle(), SIGTERM);
+    (void)pthread_kill(stopper.native_handle(), SIGINT);
     stopper.join();
   }
   poller.stop();

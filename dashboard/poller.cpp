@@ -67,7 +67,7 @@ nlohmann::json Poller::snapshot() {
   return out;
 }
 
-void Poller::publish_status(nlohmann::json status) {
+void Poller::publish_status(const nlohmann::json& status) {
   std::string text = status.dump();
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -78,7 +78,7 @@ void Poller::publish_status(nlohmann::json status) {
   cv_.notify_all();
 }
 
-void Poller::publish_history(nlohmann::json history) {
+void Poller::publish_history(const nlohmann::json& history) {
   std::string text = history.dump();
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -102,7 +102,7 @@ void Poller::set_unreachable(const std::string& why) {
   if (!s.contains("unreachable_since_usec") || s["unreachable_since_usec"].is_null()) {
     s["unreachable_since_usec"] = wall_now_usec();
   }
-  publish_status(std::move(s));
+  publish_status(s);
 }
 
 void Poller::poll_fast(ReadOnlyBus& bus) {
@@ -120,7 +120,7 @@ void Poller::poll_fast(ReadOnlyBus& bus) {
   s["error"] = "";
   s["unreachable_since_usec"] = nullptr;
   reachable_ = true;
-  publish_status(std::move(s));
+  publish_status(s);
 }
 
 void Poller::poll_slow(ReadOnlyBus& bus) {
@@ -149,7 +149,7 @@ void Poller::poll_slow(ReadOnlyBus& bus) {
   h["hourly"] = bus.get_delivery_history(hour0, now, kHourUs);
   h["daily"] = bus.get_delivery_history(day0, now, kDayUs);
   h["history_now_usec"] = now;
-  publish_history(std::move(h));
+  publish_history(h);
 }
 
 void Poller::run() {

@@ -54,8 +54,8 @@ class Poller {
   void poll_fast(ReadOnlyBus& bus);
   void poll_slow(ReadOnlyBus& bus);
   void set_unreachable(const std::string& why);
-  void publish_status(nlohmann::json status);
-  void publish_history(nlohmann::json history);
+  void publish_status(const nlohmann::json& status);
+  void publish_history(const nlohmann::json& history);
 
   std::string bus_name_;
   PollIntervals intervals_;

@@ -11,7 +11,7 @@ namespace thecal::dashboard {
 namespace {
 std::string fmt(const char* f, double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
+  (void)std::snprintf(buf, sizeof buf, f, v);
   return buf;
 }
 

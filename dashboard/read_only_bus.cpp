@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <string_view>
+#include <system_error>
 
 namespace thecal::dashboard {
 
@@ -15,7 +16,7 @@ constexpr std::string_view kProperties = "org.freedesktop.DBus.Properties";
 
 [[noreturn]] void malformed(int r) {
   throw BusError("org.freedesktop.DBus.Error.InvalidSignature",
-                 std::string("cannot read the reply: ") + std::strerror(-r));
+                 std::string("cannot read the reply: ") + std::generic_category().message(-r));
 }
 
 void check(int r) {
@@ -108,7 +109,7 @@ nlohmann::json read_json(sd_bus_message* m) {
 
 ReadOnlyBus::ReadOnlyBus(const std::string& which) {
   const int r = dbus::open_bus(which, &bus_);
-  if (r < 0) throw BusError(BusError::kTransport, "cannot connect to the bus " + which + ": " + std::strerror(-r));
+  if (r < 0) throw BusError(BusError::kTransport, "cannot connect to the bus " + which + ": " + std::generic_category().message(-r));
 }
 
 // Nothing to flush: every call waits for its reply.
@@ -124,7 +125,7 @@ void ReadOnlyBus::refuse_unless_read(const char* interface, const char* member) 
 sd_bus_message* ReadOnlyBus::new_call(const char* interface, const char* member) {
   sd_bus_message* m = nullptr;
   const int r = sd_bus_message_new_method_call(bus_, &m, dbus::kBusName, dbus::kObjectPath, interface, member);
-  if (r < 0) throw BusError(BusError::kTransport, std::string("cannot create a call: ") + std::strerror(-r));
+  if (r < 0) throw BusError(BusError::kTransport, std::string("cannot create a call: ") + std::generic_category().message(-r));
   return m;
 }
 
@@ -136,7 +137,7 @@ nlohmann::json ReadOnlyBus::send(sd_bus_message* m) {
   if (r < 0) {
     const bool named = sd_bus_error_is_set(&e) != 0 && e.name != nullptr;
     std::string name = named ? e.name : BusError::kTransport;
-    std::string msg = e.message != nullptr ? e.message : std::strerror(-r);
+    std::string msg = e.message != nullptr ? e.message : std::generic_category().message(-r);
     sd_bus_error_free(&e);
     // The connection is unusable (the bus went away): reopen it.
     if (!named || sd_bus_is_open(bus_) <= 0) name = BusError::kTransport;

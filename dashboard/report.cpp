@@ -13,7 +13,7 @@ constexpr std::uint64_t kDayUs = 86'400'000'000ULL;
 
 std::string fmt(const char* f, double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
+  (void)std::snprintf(buf, sizeof buf, f, v);
   return buf;
 }
 

@@ -31,8 +31,10 @@ std::string slurp_file(const std::string& p) {
 }
 
 uid_t nobody_uid() {
-  const passwd* pw = getpwnam("nobody");
-  return pw != nullptr ? pw->pw_uid : 65534;
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[1024];
+  return getpwnam_r("nobody", &pw, buf, sizeof buf, &found) == 0 && found != nullptr ? found->pw_uid : 65534;
 }
 
 /// The dashboard process, on any free port, as `uid`.
@@ -98,7 +100,7 @@ TEST_F(DashboardTest, RunsUnprivilegedShowsThePumpAndCannotProgramIt) {
   json s;
   ASSERT_TRUE(wait_until([&] {
     s = dash.status();
-    return s.value("reachable", false) && s["pump"]["PrescriptionId"] != "";
+    return s.value("reachable", false) && !s["pump"].value("PrescriptionId", std::string()).empty();
   })) << s.dump() << dash.log();
   EXPECT_EQ(s["pump"]["PrescriptionId"], client->get_string("org.thecal.Pump1", "PrescriptionId"));
   EXPECT_EQ(s["pump"]["State"], client->get_string("org.thecal.Pump1", "State"));
