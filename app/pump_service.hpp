@@ -32,6 +32,7 @@
 #include "app/loop_channel.hpp"
 #include "app/prescription_store.hpp"
 #include "config/problem.hpp"
+#include "io/recording.hpp"
 #include "control/status.hpp"
 
 namespace thecal::app {
@@ -61,6 +62,7 @@ struct ServiceParts {
   JournalKeeper* journal = nullptr;
   /// The real monotonic clock in us (tests pass their own).
   std::function<std::int64_t()> mono_us;
+  io::RecordingStore* recorder = nullptr;  // the flight recorder (null: none)
 };
 
 /// The last-minute latency figures (Diagnostics1 *LastMinute).
@@ -121,6 +123,10 @@ class PumpService {
   [[nodiscard]] Outcome<std::vector<DeliveryHistory::Bucket>> delivery_history(std::uint64_t from_us, std::uint64_t to_us,
                                                                               std::uint64_t bucket_us) const;
   [[nodiscard]] Outcome<std::vector<DeliveryHistory::Refill>> refill_history(std::uint64_t from_us) const;
+  /// GetRecording (SPEC S15, app/pump_service_recording.cpp): the flight recording of a
+  /// wall-time window of at most kMaxRecordingWindow.
+  static constexpr std::int64_t kMaxRecordingWindowUs = 31LL * 86'400'000'000LL;
+  [[nodiscard]] Outcome<std::string> recording(std::uint64_t from_us, std::uint64_t to_us) const;
 
   // ---- org.thecal.Simulator1 (sim() is null without the simulator) ----
   [[nodiscard]] bool has_simulator() const { return sim_ != nullptr; }
@@ -160,6 +166,7 @@ class PumpService {
   SimulatorPort* sim_;
   EventLog& events_;
   DeliveryHistory& history_;
+  io::RecordingStore* recorder_;
   std::function<std::int64_t()> mono_us_;
   Durability durability_;
   Listener* listener_ = nullptr;
