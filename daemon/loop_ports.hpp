@@ -2,6 +2,8 @@
 // side of app::LoopChannel and app::SimulatorPort (the unit tests have a synchronous one).
 #pragma once
 
+#include <vector>
+
 #include "app/loop_channel.hpp"
 #include "io/recording.hpp"
 #include "io/sim_plant.hpp"
@@ -18,29 +20,36 @@ class DosingLoopChannel final : public app::LoopChannel {
       : loop_(loop), recorder_(recorder), journal_syncs_(std::move(journal_syncs)) {}
   [[nodiscard]] bool post(const Command& cmd) override { return loop_.post(cmd); }
   void drain_replies(const std::function<void(const Reply&)>& f) override {
-    // The inputs first: a command's plan is still ours until its reply is taken.
-    if (recorder_ != nullptr) {
-      loop_.drain_inputs([this](const io::LoopInput& in) {
-        recorder_->append(in.kind == io::RecKind::gap ? io::encode_gap(in.cycle) : io::encode_input(in));
-      });
-    }
-    loop_.drain_replies(f);
-  }
-  void drain_events(const std::function<void(const Event&)>& f) override {
     if (recorder_ == nullptr) {
-      loop_.drain_events(f);
+      loop_.drain_replies(f);
       return;
     }
-    loop_.drain_events([this, &f](const Event& e) {
+    // Events first, then the inputs, then the replies.  The dosing thread pushes a cycle's
+    // inputs before its events and its replies after them, so every event and reply taken
+    // here has its inputs in the recording before it; and a command's plan is still ours
+    // until its reply is taken.
+    loop_.drain_events([this](const Event& e) {
       recorder_->append(io::encode_event(e));
-      f(e);
+      held_.push_back(e);
     });
+    loop_.drain_inputs([this](const io::LoopInput& in) {
+      recorder_->append(in.kind == io::RecKind::gap ? io::encode_gap(in.cycle) : io::encode_input(in));
+    });
+    loop_.drain_replies(f);
     (void)recorder_->flush();
     const std::uint64_t syncs = journal_syncs_ ? journal_syncs_() : 0;
     if (syncs != synced_at_) {
       synced_at_ = syncs;
       (void)recorder_->sync();
     }
+  }
+  void drain_events(const std::function<void(const Event&)>& f) override {
+    if (recorder_ == nullptr) {
+      loop_.drain_events(f);
+      return;
+    }
+    for (const auto& e : held_) f(e);
+    held_.clear();
   }
   bool latest_status(Status& out) override { return loop_.latest_status(out); }
   [[nodiscard]] Now now() const override { return loop_.now(); }
@@ -52,6 +61,7 @@ class DosingLoopChannel final : public app::LoopChannel {
   io::RecordingStore* recorder_;
   std::function<std::uint64_t()> journal_syncs_;
   std::uint64_t synced_at_ = 0;
+  std::vector<Event> held_;  // taken with the inputs, handed on by drain_events
 };
 
 class SimulatorPort final : public app::SimulatorPort {
