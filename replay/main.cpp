@@ -26,8 +26,11 @@ std::string iso(WallTime w) {
 }
 
 int usage() {
-  std::cerr << "Usage: thecal-replay FILE [--plot OUT.svg] [--quiet]\n"
+  std::cerr << "Usage: thecal-replay FILE [--plot OUT.svg] [--list] [--quiet]\n"
                "Replays a flight recording through the dosing core and checks it.\n"
+               "  --plot OUT.svg  a timeline: state, tip mass rate, rolling 24 h against the limit,\n"
+               "                  reservoir, alarms\n"
+               "  --list          every record, one a line, before the replay\n"
                "Exit: 0 match, 1 divergence, 2 safety rule broken, 3 usage or unreadable file,\n"
                "      4 not a valid recording, 5 matches but incomplete (cut, torn or with a gap)\n";
   return replay::kUsage;
@@ -39,10 +42,13 @@ int main(int argc, char** argv) {
   std::string file;
   std::string plot;
   bool quiet = false;
+  bool list = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--plot" && i + 1 < argc) {
       plot = argv[++i];
+    } else if (a == "--list") {
+      list = true;
     } else if (a == "--quiet" || a == "-q") {
       quiet = true;
     } else if (a == "--help" || a == "-h") {
@@ -70,6 +76,7 @@ int main(int argc, char** argv) {
     std::cerr << "thecal-replay: " << file << ": " << scan.problem << "\n";
     return replay::kUnreadable;
   }
+  if (list) std::fputs(replay::list_records(scan).c_str(), stdout);
   replay::Options opt;
   opt.timeline = !plot.empty();
   const replay::Result r = replay::replay(scan, opt);

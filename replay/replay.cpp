@@ -366,6 +366,28 @@ class Run {
 
 }  // namespace
 
+std::string list_records(const io::Scan& scan) {
+  std::string out;
+  const auto walls = io::record_walls(scan.records);
+  for (std::size_t i = 0; i < scan.records.size(); ++i) {
+    const auto& r = scan.records[i];
+    std::string line = iso(walls[i]) + "  ";
+    switch (r.kind) {
+      case io::RecKind::start:
+        line += "start: state " + std::string(to_string(r.state->state)) + ", budget " + std::to_string(r.budget) +
+                " steps, period " + std::to_string(r.board.loop_period.count()) + " us";
+        break;
+      case io::RecKind::event:
+        line += "  output: event " + std::string(to_string(r.event_type));
+        break;
+      case io::RecKind::gap: line += "GAP: inputs lost from cycle " + std::to_string(r.cycle); break;
+      default: line += describe(r, i); break;
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
 Result replay(const io::Scan& scan, const Options& opt) {
   Result r;
   r.complete = scan.has_end;

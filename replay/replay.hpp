@@ -71,6 +71,9 @@ struct Options {
   bool timeline = false;
 };
 
+/// One line per record (thecal-replay --list).
+std::string list_records(const io::Scan& scan);
+
 /// Replays a scanned recording.
 Result replay(const io::Scan& scan, const Options& opt = {});
 
