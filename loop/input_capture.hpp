@@ -10,6 +10,9 @@
 //   command  every command, at the cycle it was applied, with its reply;
 //   sensors  the sensor inputs whenever they differ from the prediction (the prediction
 //            then continues from them, with the encoder's step phase at zero).
+// and, every kCheckpoint of monotonic time without a record, a clock record all the same:
+// its status digest bounds how far a replay runs before it is checked, and it tells the
+// replay how far the run went on after its last real input.
 // Between two kept inputs the replay jumps with PumpCore::fast_forward, which is exact
 // there because nothing it assumes was contradicted.  No allocation, no I/O.
 #pragma once
@@ -23,6 +26,7 @@ namespace thecal::loop {
 
 class InputCapture {
  public:
+  static constexpr Duration kCheckpoint = minutes(10);
   explicit InputCapture(std::uint32_t steps_per_pulse) : spp_(steps_per_pulse) {}
 
   /// Start of a cycle, before its commands.  `period`: how far the next cycle is expected
@@ -30,7 +34,8 @@ class InputCapture {
   template <class Sink>
   void begin_cycle(Now now, Duration period, const Status& st, Sink&& sink) {
     const bool predicted = started_ && now.mono == prev_.mono + period_ && now.wall == prev_.wall + period_;
-    if (!predicted || period != period_) {
+    if (!predicted || period != period_ || now.mono - last_clock_ >= kCheckpoint) {
+      last_clock_ = now.mono;
       io::LoopInput r;
       r.kind = io::RecKind::clock;
       r.cycle = cycle_;
@@ -94,6 +99,7 @@ class InputCapture {
   bool started_ = false;
   Now prev_{};
   Duration period_{0};
+  MonoTime last_clock_{};
   std::uint64_t cycle_ = 0;
 };
 

@@ -230,8 +230,11 @@ class Run {
         const Reply reply = core_->apply(cmd, now_);
         resumed_ = resumed_ || (reply.ok() && (cmd.kind == CommandKind::resume || cmd.kind == CommandKind::start));
         if (reply.refusal != rec.reply.refusal || reply.dose != rec.reply.dose || reply.ends != rec.reply.ends) {
-          return diverge("the reply differs: " + std::string(to_string(reply.refusal)) + " here, " +
-                         std::string(to_string(rec.reply.refusal)) + " recorded");
+          return diverge("the reply differs: " + std::string(to_string(reply.refusal)) + ", " +
+                         std::to_string(to_mcg(reply.dose)) + " mcg, ends " + std::to_string(to_usec(reply.ends)) +
+                         " here; " + std::string(to_string(rec.reply.refusal)) + ", " +
+                         std::to_string(to_mcg(rec.reply.dose)) + " mcg, ends " + std::to_string(to_usec(rec.reply.ends)) +
+                         " recorded");
         }
         chk_.command(rec, reply, before, now_);
         break;
