@@ -25,6 +25,7 @@
 
 #include "app/delivery_history.hpp"
 #include "app/event_log.hpp"
+#include "app/history_file.hpp"
 #include "app/journal_keeper.hpp"
 #include "app/pump_service.hpp"
 #include "app/startup.hpp"
@@ -334,6 +335,9 @@ int run(const Options& opt) {
   loop::DosingLoop loop(core, *pump->backend, loop_options(cfg));
   app::EventLog events;
   app::DeliveryHistory history;
+  // The delivery history survives restarts (issue 15 item 5).
+  app::HistoryFile history_file(cfg.state_dir + "/delivery-history");
+  if (auto e = history_file.attach(history, io::real_wall_us())) log_warning("Delivery history kept in memory only: %s", e->c_str());
 
   // SPEC S7: recover the state before the loop may deliver, then reserve with an fsync.
   const char* boot_id_path = std::getenv("THECAL_BOOT_ID_PATH");  // NOLINT(concurrency-mt-unsafe): tests of S8 only
