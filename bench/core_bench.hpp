@@ -16,5 +16,7 @@ Json control_step_bench(const std::string& share, std::size_t ticks, int priorit
 /// Trumpet curves and cumulative error for every example prescription over `days` simulated
 /// days; plot data into `data_dir` ("" = none).
 Json accuracy_bench(const std::string& share, double days, const std::string& data_dir);
+/// The flight recorder (bench/recorder_bench.cpp): bytes per day, replay time of `days`.
+Json recorder_bench(const std::string& share, double days);
 
 }  // namespace thecal::bench

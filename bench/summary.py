@@ -99,6 +99,12 @@ def rows(r):
             out.append(("journal fsyncs/min at steady basal (<= 1)",
                         f"{j.get('per_minute', 0):.2f}" if j.get("status") == "measured" else "pending",
                         "" if j.get("status") != "measured" else ("met" if j["per_minute"] <= 1 else "MISSED")))
+    rec = get(res, "recorder")
+    if rec and "size" in rec:
+        out.append(("recorder bytes per day, steady basal + a few acts (<= 1 MiB)",
+                    f"{rec['size']['bytes_per_day']:,.0f}", "met" if rec["size"]["target_met"] else "MISSED"))
+        out.append(("recorder: replay of a 30-day recording s (< 10)", f"{rec['replay']['seconds']:.2f}",
+                    "met" if rec["replay"]["target_met"] and rec["replay"]["matched"] else "MISSED"))
     for name, sec in res.items():
         if isinstance(sec, dict) and "error" in sec:
             out.append((f"{name}: FAILED", sec["error"][:60], "error"))
