@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -26,7 +28,8 @@ std::string iso(WallTime w) {
 }
 
 int usage() {
-  std::cerr << "Usage: thecal-replay FILE [--plot OUT.svg] [--list] [--quiet]\n"
+  std::cerr << "Usage: thecal-replay FILE|DIR [--plot OUT.svg] [--list] [--quiet]\n"
+               "FILE: a recording (thecalctl recording); DIR: a recorder directory (<state>/recorder)\n"
                "Replays a flight recording through the dosing core and checks it.\n"
                "  --plot OUT.svg  a timeline: state, tip mass rate, rolling 24 h against the limit,\n"
                "                  reservoir, alarms\n"
@@ -61,17 +64,41 @@ int main(int argc, char** argv) {
     }
   }
   if (file.empty()) return usage();
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    std::cerr << "thecal-replay: cannot read " << file << ": " << std::strerror(errno) << "\n";
-    return replay::kUsage;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string bytes = ss.str();
-
+  auto read = [](const std::string& path, std::string& out) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return false;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    out = ss.str();
+    return true;
+  };
   const auto t0 = std::chrono::steady_clock::now();
-  const io::Scan scan = io::scan_recording(bytes);
+  io::Scan scan;
+  if (std::filesystem::is_directory(file)) {
+    // A recorder directory (<state>/recorder): every segment, oldest first.  Segments have
+    // no end record; the directory is whole when every segment reads to its end.
+    io::RecordingStore store(file, days(36500));
+    const auto segs = store.segments();
+    for (std::size_t i = 0; i < segs.size(); ++i) {
+      std::string bytes;
+      if (!read(segs[i], bytes)) {
+        std::cerr << "thecal-replay: cannot read " << segs[i] << "\n";
+        return replay::kUsage;
+      }
+      io::Scan s = io::scan_recording(bytes);
+      if (!s.problem.empty() && scan.problem.empty()) scan.problem = segs[i] + ": " + s.problem;
+      scan.records.insert(scan.records.end(), std::make_move_iterator(s.records.begin()),
+                          std::make_move_iterator(s.records.end()));
+    }
+    scan.has_end = scan.problem.empty() && !segs.empty();
+  } else {
+    std::string bytes;
+    if (!read(file, bytes)) {
+      std::cerr << "thecal-replay: cannot read " << file << ": " << std::strerror(errno) << "\n";
+      return replay::kUsage;
+    }
+    scan = io::scan_recording(bytes);
+  }
   if (scan.records.empty() && !scan.problem.empty()) {
     std::cerr << "thecal-replay: " << file << ": " << scan.problem << "\n";
     return replay::kUnreadable;
