@@ -124,6 +124,11 @@ int main(int argc, char** argv) {
       return replay::kUsage;
     }
   }
+  if (r.runs == 0) {
+    std::printf("EMPTY: no run of the pump in this recording%s%s\n", scan.problem.empty() ? "" : ": ",
+                scan.problem.c_str());
+    return replay::kUnreadable;
+  }
   if (r.divergence) {
     const auto& d = *r.divergence;
     std::printf("DIVERGED at %s (%s): %s\n  %s\n", d.input.c_str(), iso(d.wall).c_str(), d.what.c_str(),
