@@ -352,7 +352,8 @@ int run(const Options& opt) {
   {
     auto snapshot = std::make_unique<CoreState>();
     core.export_state(*snapshot, recovered_at);
-    if (auto e = recorder.begin(recovered_at.wall, io::encode_start(cfg.board, recovered_at, core.budget().count, *snapshot))) {
+    if (auto e = recorder.begin(recovered_at.wall, io::encode_start(cfg.board, recovered_at, core.budget().count, *snapshot,
+                                                                    core.events_pending()))) {
       log_warning("No flight recorder: %s", e->c_str());
     }
   }

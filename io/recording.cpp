@@ -206,7 +206,8 @@ std::string encode_input(const LoopInput& in) {
   return frame(o);
 }
 
-std::string encode_start(const BoardParams& board, Now now, std::int64_t budget, const CoreState& state) {
+std::string encode_start(const BoardParams& board, Now now, std::int64_t budget, const CoreState& state,
+                         std::uint64_t events_before) {
   Out o;
   o.u8(static_cast<std::uint8_t>(RecKind::start));
   o.u64(0);
@@ -224,6 +225,7 @@ std::string encode_start(const BoardParams& board, Now now, std::int64_t budget,
   o.f64(board.battery.eri_percent);
   o.f64(board.battery.eos_percent);
   o.i64(budget);
+  o.u64(events_before);
   o.bytes(encode_core_state(state));
   return frame(o);
 }
@@ -286,6 +288,7 @@ bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
       rec.board.battery.eri_percent = r.f64();
       rec.board.battery.eos_percent = r.f64();
       rec.budget = r.i64();
+      rec.events_before = r.u64();
       const auto bytes = r.bytes();
       if (!r.ok) break;
       std::string err;

@@ -35,7 +35,8 @@ inline constexpr std::uint32_t kRecordingFormat = 1;
 inline constexpr std::size_t kMaxRecordPayload = 1u << 20;
 
 enum class RecKind : std::uint8_t {
-  start = 1,    // a (re)start: board, loop period, the core's state after recovery, its budget
+  start = 1,    // a (re)start: board, loop period, the core's state after recovery, its budget,
+                //   the events the recovery left pending
   clock = 2,    // this cycle's time was not the previous one + period, or the period changed
   command = 3,  // a command applied at this cycle, with its caller, arguments and reply
   sensors = 4,  // the sensor inputs differ from what the ideal plant predicts
@@ -74,6 +75,7 @@ struct Recorded {
   // start
   BoardParams board{};
   std::int64_t budget = 0;
+  std::uint64_t events_before = 0;  // events the recovery left pending: the first ones logged
   std::optional<CoreState> state;  // start: the state the run began from; command: state_in
   // command
   Command cmd{};  // plan/state_in/state_out pointers are null; see the fields below
@@ -93,7 +95,10 @@ std::string recording_header();
 /// One framed record.  For a command, `plan` and `state_in` come from the command itself
 /// (the pointers must still be valid).
 std::string encode_input(const LoopInput& in);
-std::string encode_start(const BoardParams& board, Now now, std::int64_t budget, const CoreState& state);
+/// `events_before`: events the core holds, not yet drained, when the run starts (the
+/// recovery's own): the run's first event records, which the replay does not compare.
+std::string encode_start(const BoardParams& board, Now now, std::int64_t budget, const CoreState& state,
+                         std::uint64_t events_before = 0);
 std::string encode_event(const Event& e);
 std::string encode_gap(std::uint64_t cycle);
 std::string encode_end(std::uint64_t count);

@@ -39,7 +39,7 @@ std::string sample_recording(std::uint64_t& records) {
   CoreState s;
   s.state = PumpState::suspended;
   s.reservoir = uL(1234.5);
-  std::string out = recording_header() + encode_start(b, kT0, 77, s);
+  std::string out = recording_header() + encode_start(b, kT0, 77, s, 3);
   LoopInput c;
   c.kind = RecKind::clock;
   c.cycle = 0;
@@ -82,6 +82,7 @@ TEST(RecordingFormat, EveryKindRoundTrips) {
   ASSERT_EQ(s.records.size(), n);
   EXPECT_EQ(s.records[0].kind, RecKind::start);
   EXPECT_EQ(s.records[0].budget, 77);
+  EXPECT_EQ(s.records[0].events_before, 3U);
   EXPECT_EQ(s.records[0].board.volume_per_step, uL(0.3));
   EXPECT_EQ(s.records[0].state->state, PumpState::suspended);
   EXPECT_EQ(s.records[0].state->reservoir, uL(1234.5));

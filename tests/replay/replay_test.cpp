@@ -41,6 +41,13 @@ struct Rig {
     core = std::make_unique<PumpCore>(board, now);
     plant = std::make_unique<io::SimPlant>(board);
     cap = std::make_unique<loop::InputCapture>(board.steps_per_encoder_pulse);
+    // As thecald's recovery: an alarm raised on the core directly (its event still pending,
+    // logged at the first cycle), the state exported, the budget granted.
+    Command alarm;
+    alarm.kind = CommandKind::raise_alarm;
+    alarm.caller = {kSystemUid, false};
+    alarm.alarm = AlarmCode::restart;
+    (void)core->apply(alarm, now);
     auto s = std::make_unique<CoreState>();
     core->export_state(*s, now);
     Command g;
@@ -48,7 +55,8 @@ struct Rig {
     g.caller = {kSystemUid, false};
     g.steps = Steps{10'000'000};
     (void)core->apply(g, now);
-    bytes = io::recording_header() + io::encode_start(board, now, core->budget().count, *s);
+    EXPECT_EQ(core->events_pending(), 1U);
+    bytes = io::recording_header() + io::encode_start(board, now, core->budget().count, *s, core->events_pending());
     ++records;
   }
 
