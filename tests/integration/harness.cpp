@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -217,9 +218,11 @@ int Daemon::stop() {
   // recording of its whole life, which must replay exactly and keep every checked rule.
   if (!replay_checked_ && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     replay_checked_ = true;
-    const auto r = run({THECAL_REPLAY_PATH, dir_ + "/state/recorder", "--quiet"});
+    const auto r = run({THECAL_REPLAY_PATH, dir_ + "/state/recorder"});
     if (r.exit_code != 0) {
       ADD_FAILURE() << "thecal-replay " << dir_ << "/state/recorder: exit " << r.exit_code << "\n" << r.out << r.err;
+    } else {
+      std::printf("[ replay   ] %s", r.out.substr(0, r.out.find('\n') + 1).c_str());
     }
   }
   return status;
