@@ -45,6 +45,15 @@ enum class RecKind : std::uint8_t {
   end = 7,      // end of a recording handed out (count of the records before it)
 };
 
+/// What of a reply the replay compares (the message text is not kept: it follows from these).
+struct ReplyKept {
+  Refusal refusal = Refusal::none;
+  Mass dose;
+  WallTime ends{};
+  ReplyKept() = default;
+  ReplyKept(const Reply& r) : refusal(r.refusal), dose(r.dose), ends(r.ends) {}  // NOLINT(google-explicit-constructor)
+};
+
 /// What the dosing thread hands to the main thread (fixed size: it crosses an spsc queue).
 /// `digest` is status_digest() of the core's status just before this input was applied.
 struct LoopInput {
@@ -54,7 +63,7 @@ struct LoopInput {
   Now now{};                // clock: this cycle's time
   Duration period{0};       // clock: how far each following cycle advances both clocks
   Command cmd{};            // command (its plan / state_in are read by the main thread
-  Reply reply{};            //   before it takes the reply: the sender still owns them)
+  ReplyKept reply{};        //   before it takes the reply: the sender still owns them)
   SensorInputs in{};        // sensors
 };
 
@@ -81,7 +90,7 @@ struct Recorded {
   Command cmd{};  // plan/state_in/state_out pointers are null; see the fields below
   std::optional<TherapyPlan> plan;
   bool state_out = false;
-  Reply reply{};
+  ReplyKept reply{};
   // sensors
   SensorInputs in{};
   // event
