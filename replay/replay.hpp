@@ -22,6 +22,7 @@
 
 #include "control/pump_core.hpp"
 #include "io/recording.hpp"
+#include "replay/checker.hpp"
 
 namespace thecal::replay {
 
@@ -31,12 +32,6 @@ struct Divergence {
   WallTime wall{};
   std::string input;       // the input, described
   std::string what;        // what differed
-};
-
-struct Violation {
-  std::string rule;  // "S1", ...
-  WallTime wall{};
-  std::string what;
 };
 
 /// One point of the timeline (--plot).
