@@ -114,7 +114,7 @@ class DosingLoop {
   boost::lockfree::spsc_queue<Reply, boost::lockfree::capacity<64>> replies_;
   boost::lockfree::spsc_queue<Event, boost::lockfree::capacity<4096>> events_;
   TripleBuffer<Status> status_;
-  boost::lockfree::spsc_queue<io::LoopInput, boost::lockfree::capacity<512>> inputs_;
+  boost::lockfree::spsc_queue<io::LoopInput, boost::lockfree::capacity<1024>> inputs_;
   InputCapture capture_;
   bool inputs_lost_ = false;  // the queue overflowed: recording stops (a gap record says so)
   bool gap_sent_ = false;

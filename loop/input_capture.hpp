@@ -6,7 +6,8 @@
 // floor(steps / steps_per_pulse), every other sensor unchanged).  Only what differs from
 // that prediction is kept:
 //   clock    the first cycle, a late cycle, a held or slowed simulated clock, a wall-clock
-//            step, a time-scale change (the new period);
+//            step, a time-scale change (the new period); a clock that stood still has
+//            period 0 (the next cycles are predicted to stand still too, until it moves);
 //   command  every command, at the cycle it was applied, with its reply;
 //   sensors  the sensor inputs whenever they differ from the prediction (the prediction
 //            then continues from them, with the encoder's step phase at zero).
@@ -34,6 +35,10 @@ class InputCapture {
   template <class Sink>
   void begin_cycle(Now now, Duration period, const Status& st, Sink&& sink) {
     const bool predicted = started_ && now.mono == prev_.mono + period_ && now.wall == prev_.wall + period_;
+    // A clock that stood still this cycle (the simulator holding its world for a grant) is
+    // predicted to stand still in the next ones too: one record per hold, not per cycle.
+    const bool held = started_ && now.mono == prev_.mono && now.wall == prev_.wall;
+    if (held) period = Duration{0};
     if (!predicted || period != period_ || now.mono - last_clock_ >= kCheckpoint) {
       last_clock_ = now.mono;
       io::LoopInput r;

@@ -175,6 +175,14 @@ class Run {
 
   bool advance(std::int64_t n) {
     const auto first = static_cast<std::uint64_t>(cycle_ + 1);
+    if (period_ <= Duration{0}) {
+      // A clock that stands still (the simulator's hold): each cycle as the loop ran it.
+      for (std::int64_t i = 0; i < n; ++i) {
+        ++cycle_;
+        if (!finish_cycle()) return false;
+      }
+      return true;
+    }
     while (n > 0) {
       const FastForward ff = core_->fast_forward(now_, period_, n, plant_);
       if (ff.cycles <= 0) return diverge("the fast-forward made no progress");

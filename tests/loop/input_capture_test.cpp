@@ -94,6 +94,31 @@ TEST(InputCapture, AnEncoderOutOfPhaseCostsAtMostTwoRecordsThenNone) {
   }
 }
 
+TEST(InputCapture, AClockHeldForManyCyclesIsOneRecordAndItsReleaseOneMore) {
+  InputCapture cap(8);
+  Kept k;
+  Status st;
+  Now now{mono_us(0), wall_us(0)};
+  const Duration p = seconds(20);  // 1 ms at 20000x
+  auto cycle = [&] {
+    cap.begin_cycle(now, p, st, k);
+    cap.end_cycle(0);
+  };
+  cycle();
+  now = Now{now.mono + p, now.wall + p};
+  cycle();
+  ASSERT_EQ(k.v.size(), 1U);
+  for (int i = 0; i < 500; ++i) cycle();  // the simulated world waits for a grant
+  ASSERT_EQ(k.v.size(), 2U);
+  EXPECT_EQ(k.v[1].period, Duration{0});
+  now = Now{now.mono + seconds(3), now.wall + seconds(3)};  // released, slowed
+  cycle();
+  now = Now{now.mono + p, now.wall + p};
+  cycle();
+  ASSERT_EQ(k.v.size(), 3U);
+  EXPECT_EQ(k.v[2].period, p);
+}
+
 TEST(InputCapture, ACheckpointEveryTenMinutesOfPumpTime) {
   InputCapture cap(8);
   Kept k;
