@@ -89,7 +89,7 @@ std::optional<std::string> HistoryFile::attach(DeliveryHistory& h, std::int64_t 
   }
   if (auto e = io::write_atomic(path_, compact)) return e;
   fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd_ < 0) return "cannot open " + path_ + ": " + std::strerror(errno);
+  if (fd_ < 0) return "cannot open " + path_ + ": " + strerrordesc_np(errno);
   h.on_minute = [this](std::int64_t m, double mcg, double ul) { minute(m, mcg, ul); };
   h.on_refill = [this](const DeliveryHistory::Refill& r) { append(line(refill_text(r))); };
   return std::nullopt;

@@ -131,8 +131,8 @@ Json recorder_bench(const std::string& share, double days) {
   m.active(false, {Command{.kind = CommandKind::start}});
   std::uint64_t next_grant = m.cycle + 7 * per_min;
   std::uint64_t next_check = m.cycle + 10 * per_min;
-  std::uint64_t next_patient = m.cycle + 9 * 60 * per_min;
-  std::uint64_t next_clinician = m.cycle + 3 * 1440 * per_min;
+  std::uint64_t next_patient = m.cycle + 9ULL * 60ULL * per_min;
+  std::uint64_t next_clinician = m.cycle + 3ULL * 1440ULL * per_min;
   const std::uint64_t day1_end = 1440 * per_min;
   std::size_t bytes_day1 = 0;
   while (m.cycle < total) {
@@ -155,7 +155,7 @@ Json recorder_bench(const std::string& share, double days) {
     if (next == next_clinician) {
       cmds.push_back(Command{.kind = CommandKind::clinician_bolus, .caller = {1000, true}, .dose = mcg(50),
                              .duration = minutes(10)});
-      next_clinician += 7 * 1440 * per_min;
+      next_clinician += 7ULL * 1440ULL * per_min;
     }
     m.active(check, std::move(cmds));
   }
@@ -191,7 +191,7 @@ Json recorder_bench(const std::string& share, double days) {
       "none of its own beyond S7's: the recorder's file is fdatasync'd once after each journal fsync (the journal's "
       "count is journal.steady_basal_simulated), so the device sees at most twice the journal's sync count, each "
       "covering the same interval";
-  std::fprintf(stderr, "thecal-bench: recorder: %.0f bytes/day over %.1f days, replay %.2f s (%llu cycles, %llu computed)%s\n",
+  (void)std::fprintf(stderr, "thecal-bench: recorder: %.0f bytes/day over %.1f days, replay %.2f s (%llu cycles, %llu computed)%s\n",
       static_cast<double>(m.bytes.size()) / made_days, made_days, secs, static_cast<unsigned long long>(r.cycles),
       static_cast<unsigned long long>(r.computed_cycles), r.divergence ? (" DIVERGED: " + r.divergence->what).c_str() : "");
   if (r.divergence) out["divergence"] = r.divergence->input + ": " + r.divergence->what;

@@ -1,6 +1,5 @@
 #include "io/recording.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +8,8 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 
 #include "io/journal.hpp"
 
@@ -500,13 +501,11 @@ RecordingStore::~RecordingStore() {
 
 std::vector<std::string> RecordingStore::segments() const {
   std::vector<std::string> out;
-  DIR* d = ::opendir(dir_.c_str());
-  if (d == nullptr) return out;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
     if (name.size() > 8 && name.rfind("seg-", 0) == 0 && name.ends_with(".rec")) out.push_back(dir_ + "/" + name);
   }
-  ::closedir(d);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -532,7 +531,7 @@ std::optional<std::string> slurp(const std::string& path) {
 
 std::optional<std::string> RecordingStore::begin(WallTime now, const std::string& start_record) {
   if (::mkdir(dir_.c_str(), 0750) != 0 && errno != EEXIST) {
-    return "cannot create " + dir_ + ": " + std::strerror(errno);
+    return "cannot create " + dir_ + ": " + strerrordesc_np(errno);
   }
   const auto segs = segments();
   for (std::size_t i = 0; i < segs.size(); ++i) {
@@ -551,7 +550,7 @@ std::optional<std::string> RecordingStore::begin(WallTime now, const std::string
   (void)std::snprintf(name, sizeof name, "/seg-%020lld.rec", static_cast<long long>(to_usec(now)));
   const std::string path = dir_ + name;
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (fd_ < 0) return "cannot create " + path + ": " + std::strerror(errno);
+  if (fd_ < 0) return "cannot create " + path + ": " + strerrordesc_np(errno);
   buffer_ = recording_header() + start_record;
   return flush();
 }
@@ -568,7 +567,7 @@ std::optional<std::string> RecordingStore::flush() {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       buffer_.erase(0, done);
-      return std::string("cannot append to the recording: ") + std::strerror(errno);
+      return std::string("cannot append to the recording: ") + strerrordesc_np(errno);
     }
     done += static_cast<std::size_t>(n);
   }
@@ -581,7 +580,7 @@ std::optional<std::string> RecordingStore::sync() {
   if (auto e = flush()) return e;
   if (fd_ < 0) return std::nullopt;
   ++syncs_;
-  if (::fdatasync(fd_) != 0) return std::string("cannot sync the recording: ") + std::strerror(errno);
+  if (::fdatasync(fd_) != 0) return std::string("cannot sync the recording: ") + strerrordesc_np(errno);
   return std::nullopt;
 }
 

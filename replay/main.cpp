@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
   } else {
     std::string bytes;
     if (!read(file, bytes)) {
-      std::cerr << "thecal-replay: cannot read " << file << ": " << std::strerror(errno) << "\n";
+      std::cerr << "thecal-replay: cannot read " << file << ": " << strerrordesc_np(errno) << "\n";
       return replay::kUsage;
     }
     scan = io::scan_recording(bytes);
@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
     std::cerr << "thecal-replay: " << file << ": " << scan.problem << "\n";
     return replay::kUnreadable;
   }
-  if (list) std::fputs(replay::list_records(scan).c_str(), stdout);
+  if (list) std::cout << replay::list_records(scan);
   replay::Options opt;
   opt.timeline = !plot.empty();
   const replay::Result r = replay::replay(scan, opt);

@@ -103,7 +103,7 @@ struct Pump {
   /// Pulls the last `span` of recording into FILE and replays it; returns thecal-replay's result.
   RunResult record_and_replay(const std::string& span, const std::string& name) {
     const std::string file = dir.path() + "/" + name;
-    const auto r = ctl({"recording", "now-" + span, "now", file});
+    auto r = ctl({"recording", "now-" + span, "now", file});
     if (r.exit_code != 0) return r;
     return run({THECAL_REPLAY_PATH, file, "--plot", file + ".svg"});
   }
