@@ -152,6 +152,34 @@ TEST(Recorder, GetRecordingRefusesBadWindowsAndANewPumpGivesItsStart) {
   const RunResult rep = p.record_and_replay("1h", "new.rec");
   EXPECT_EQ(rep.exit_code, 0) << rep.out << rep.err;
   EXPECT_NE(rep.out.find("1 run(s)"), std::string::npos) << rep.out;
+
+  // thecal-replay's exit codes on damaged files (docs/recorder.md).
+  const std::string good = read_text(p.dir.path() + "/new.rec");
+  ASSERT_GT(good.size(), 200U);
+  auto replay_of = [&](const std::string& bytes) {
+    const std::string f = p.dir.path() + "/damaged.rec";
+    std::ofstream(f, std::ios::binary) << bytes;
+    return run({THECAL_REPLAY_PATH, f});
+  };
+  auto r5 = replay_of(good.substr(0, good.size() - 3));  // torn: the end record cut
+  EXPECT_EQ(r5.exit_code, 5) << r5.out << r5.err;
+  EXPECT_NE(r5.out.find("INCOMPLETE"), std::string::npos) << r5.out;
+  std::string flipped = good;
+  const std::size_t late = good.size() - 40;  // inside the last record before the end record
+  flipped[late] = static_cast<char>(flipped[late] ^ 0x40);
+  r5 = replay_of(flipped);
+  EXPECT_EQ(r5.exit_code, 5) << r5.out << r5.err;
+  EXPECT_NE(r5.out.find("bad checksum"), std::string::npos) << r5.out;
+  flipped = good;
+  flipped[40] = static_cast<char>(flipped[40] ^ 0x40);  // inside the start record: no run
+  auto r4 = replay_of(flipped);
+  EXPECT_EQ(r4.exit_code, 4) << r4.out << r4.err;
+  EXPECT_NE(r4.err.find("bad checksum in record 0"), std::string::npos) << r4.err;
+  r4 = replay_of("not a recording at all");
+  EXPECT_EQ(r4.exit_code, 4) << r4.out << r4.err;
+  const auto r3 = run({THECAL_REPLAY_PATH, p.dir.path() + "/missing.rec"});
+  EXPECT_EQ(r3.exit_code, 3) << r3.out << r3.err;
+  EXPECT_EQ(run({THECAL_REPLAY_PATH}).exit_code, 3);
 }
 
 TEST(Recorder, EventsAndDeliveryHistorySurviveACrashAndACleanRestart) {
