@@ -7,16 +7,30 @@ void DeliveryHistory::record_totals(std::int64_t wall_us, double total_mcg, doub
     const double dm = total_mcg - last_->first;
     const double dv = total_ul - last_->second;
     if (dm > 0 || dv > 0) {
-      auto& b = minutes_[wall_us - wall_us % kMinuteUs];
+      const std::int64_t minute = wall_us - wall_us % kMinuteUs;
+      auto& b = minutes_[minute];
       b.first += dm;
       b.second += dv;
+      if (on_minute) on_minute(minute, dm, dv);
     }
   }
   last_ = {total_mcg, total_ul};
   while (!minutes_.empty() && minutes_.begin()->first < wall_us - kRetentionUs) minutes_.erase(minutes_.begin());
 }
 
+void DeliveryHistory::restore_minute(std::int64_t minute_us, double mcg, double ul) {
+  auto& b = minutes_[minute_us - minute_us % kMinuteUs];
+  b.first += mcg;
+  b.second += ul;
+}
+
+void DeliveryHistory::restore_refill(const Refill& r) {
+  refills_.push_back(r);
+  if (refills_.size() > 10'000) refills_.erase(refills_.begin());
+}
+
 void DeliveryHistory::record_refill(const Refill& r) {
+  if (on_refill) on_refill(r);
   refills_.push_back(r);
   if (refills_.size() > 10'000) refills_.erase(refills_.begin());
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -33,6 +34,12 @@ class DeliveryHistory {
     bool discrepancy = false;
   };
   void record_refill(const Refill& r);
+  /// Persistence (app/history_file.hpp): told every increase of a minute and every refill;
+  /// restore_*() put stored ones back without telling.
+  std::function<void(std::int64_t minute_us, double mcg, double ul)> on_minute;
+  std::function<void(const Refill& r)> on_refill;
+  void restore_minute(std::int64_t minute_us, double mcg, double ul);
+  void restore_refill(const Refill& r);
   [[nodiscard]] std::vector<Refill> refills_since(std::int64_t from_us) const;
 
   /// Buckets of `bucket_us` from `from_us` to `to_us` (end exclusive); nullopt if the

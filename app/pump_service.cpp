@@ -54,6 +54,7 @@ PumpService::PumpService(PrescriptionStore store, const ServiceParts& parts)
       sim_(parts.sim),
       events_(*parts.events),
       history_(*parts.history),
+      recorder_(parts.recorder),
       mono_us_(parts.mono_us),
       durability_(*parts.journal, *parts.events, parts.mono_us) {
   status_.refill_accuracy_percent = std::numeric_limits<double>::quiet_NaN();

@@ -33,6 +33,7 @@
 #include "app/prescription_store.hpp"
 #include "app/preview.hpp"
 #include "config/problem.hpp"
+#include "io/recording.hpp"
 #include "control/status.hpp"
 
 namespace thecal::app {
@@ -62,6 +63,7 @@ struct ServiceParts {
   JournalKeeper* journal = nullptr;
   /// The real monotonic clock in us (tests pass their own).
   std::function<std::int64_t()> mono_us;
+  io::RecordingStore* recorder = nullptr;  // the flight recorder (null: none)
 };
 
 /// The last-minute latency figures (Diagnostics1 *LastMinute).
@@ -126,6 +128,10 @@ class PumpService {
   [[nodiscard]] Outcome<std::vector<DeliveryHistory::Bucket>> delivery_history(std::uint64_t from_us, std::uint64_t to_us,
                                                                               std::uint64_t bucket_us) const;
   [[nodiscard]] Outcome<std::vector<DeliveryHistory::Refill>> refill_history(std::uint64_t from_us) const;
+  /// GetRecording (SPEC S15, app/pump_service_recording.cpp): the flight recording of a
+  /// wall-time window of at most kMaxRecordingWindow.
+  static constexpr std::int64_t kMaxRecordingWindowUs = 31LL * 86'400'000'000LL;
+  [[nodiscard]] Outcome<std::string> recording(std::uint64_t from_us, std::uint64_t to_us) const;
 
   // ---- PreviewPrescription (app/preview.hpp): off the bus thread and the dosing thread ----
   using PreviewDone = std::function<void(const Outcome<PreviewResult>&)>;
@@ -176,6 +182,7 @@ class PumpService {
   SimulatorPort* sim_;
   EventLog& events_;
   DeliveryHistory& history_;
+  io::RecordingStore* recorder_;
   std::function<std::int64_t()> mono_us_;
   Durability durability_;
   Listener* listener_ = nullptr;

@@ -16,6 +16,8 @@ Json control_step_bench(const std::string& share, std::size_t ticks, int priorit
 /// Trumpet curves and cumulative error for every example prescription over `days` simulated
 /// days; plot data into `data_dir` ("" = none).
 Json accuracy_bench(const std::string& share, double days, const std::string& data_dir);
+/// The flight recorder (bench/recorder_bench.cpp): bytes per day, replay time of `days`.
+Json recorder_bench(const std::string& share, double days);
 
 /// PreviewPrescription's engine (app/preview.hpp) on the flex example with its periodic dose
 /// and every allowed patient bolus, from a live state, for 1, 30, 90 and 180 days.

@@ -2,7 +2,7 @@
 """Prints the measured tables of docs/performance.md from a thecal-bench results file, so
 the document's figures are the run's, not retyped.
 
-Usage: doc_tables.py RESULTS.json [latency|control|dbus|footprint|preview|all]"""
+Usage: doc_tables.py RESULTS.json [latency|control|dbus|footprint|preview|recorder|all]"""
 import json
 import sys
 
@@ -101,11 +101,24 @@ def preview(r):
               f"{n(x['patient_boluses'])} | {n(x['events'])} | {n(x['buckets'])} | {n(x['simulated_cycles'])} | {target} |")
 
 
+def recorder(r):
+    rec = r["results"]["recorder"]
+    sz, rp = rec["size"], rec["replay"]
+    print("| measure | measured | target |")
+    print("|---|---|---|")
+    print(f"| recorder bytes per day of pump time ({sz['days']:.0f} days, {n(sz['records'])} records) | "
+          f"{n(sz['bytes_per_day'])} B ({sz['bytes_per_day'] / 1024:.1f} KiB); first day {n(sz['bytes_first_day'])} B | ≤ 1 MiB |")
+    print(f"| replay of the {sz['days']:.0f}-day recording at 1 kHz | {rp['seconds']:.2f} s: {n(rp['cycles'])} cycles, "
+          f"{n(rp['computed_cycles'])} computed, {n(rp['steps'])} steps, {rp['events_checked']} events checked, "
+          f"{'match' if rp['matched'] else '**diverged**'} | < 10 s |")
+    print(f"| recorder fsyncs | {rec['fsyncs']} | none beyond S7's budget |")
+
+
 def main(argv):
     r = json.load(open(argv[1]))
     which = argv[2] if len(argv) > 2 else "all"
     for name, fn in (("latency", latency), ("control", control), ("dbus", dbus), ("footprint", footprint),
-                     ("preview", preview)):
+                     ("preview", preview), ("recorder", recorder)):
         if which in (name, "all"):
             if which == "all":
                 print(f"\n### {name}\n")

@@ -105,6 +105,12 @@ def rows(r):
                     "met" if pv["target_met"] else "MISSED"))
         out.append(("preview: 1 / 30 / 180 days, s",
                     " / ".join(f"{pv['days'][d]['seconds']:.3f}" for d in ("1", "30", "180")), ""))
+    rec = get(res, "recorder")
+    if rec and "size" in rec:
+        out.append(("recorder bytes per day, steady basal + a few acts (<= 1 MiB)",
+                    f"{rec['size']['bytes_per_day']:,.0f}", "met" if rec["size"]["target_met"] else "MISSED"))
+        out.append(("recorder: replay of a 30-day recording s (< 10)", f"{rec['replay']['seconds']:.2f}",
+                    "met" if rec["replay"]["target_met"] and rec["replay"]["matched"] else "MISSED"))
     for name, sec in res.items():
         if isinstance(sec, dict) and "error" in sec:
             out.append((f"{name}: FAILED", sec["error"][:60], "error"))

@@ -3,7 +3,7 @@
 // them with gnuplot).
 //
 //   thecal-bench --share SRC --thecald PATH --baseline PATH --out FILE [--data-dir DIR]
-//                [--seconds S] [--sections latency,dbus,footprint,startup,control,accuracy] ...
+//                [--seconds S] [--sections latency,dbus,footprint,startup,control,accuracy,recorder] ...
 //
 // (thecal-bench --help lists every option.)  Needs root: SCHED_FIFO, mlockall, stress-ng.
 #include <dirent.h>
@@ -53,7 +53,7 @@ struct Options {
   std::size_t ticks = 100'000;
   double accuracy_days = 30;
   std::string stress = "--cpu 2 --io 1 --vm 1 --vm-bytes 128M";
-  std::set<std::string> sections{"latency", "dbus", "footprint", "startup", "control", "accuracy", "preview"};
+  std::set<std::string> sections{"latency", "dbus", "footprint", "startup", "control", "accuracy", "preview", "recorder"};
 };
 
 void usage() {
@@ -66,7 +66,7 @@ void usage() {
       "  --out FILE              results (JSON); default bench/results/latest.json\n"
       "  --data-dir DIR          plot data (.dat) go here (default: beside --out)\n"
       "  --label TEXT            host, guest, rpi4, ...   --note TEXT   free text into the results\n"
-      "  --sections LIST         latency,dbus,footprint,startup,control,accuracy,preview (default: all)\n"
+      "  --sections LIST         latency,dbus,footprint,startup,control,accuracy,preview,recorder (default: all)\n"
       "  --seconds S             latency: seconds per side and condition (default 10)\n"
       "  --rounds N              latency: the two sides alternate N times (default 2)\n"
       "  --priority N            SCHED_FIFO priority of both thecald's loop and cyclictest (80)\n"
@@ -831,6 +831,7 @@ int main(int argc, char** argv) {
     section("control", [&] { return control_step_bench(o.paths.share, o.ticks, o.priority, c.work + "/gbench.json"); });
     section("accuracy", [&] { return accuracy_bench(o.paths.share, o.accuracy_days, o.data_dir); });
     section("preview", [&] { return preview_bench(o.paths.share); });
+    section("recorder", [&] { return recorder_bench(o.paths.share, 30.0); });
     root["results"] = std::move(results);
     root["environment"]["loadavg_at_end"] = first_line(slurp("/proc/loadavg"));
     c.baseline.reset();

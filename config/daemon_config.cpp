@@ -247,12 +247,27 @@ void read_battery(Document& doc, const YamlNode* n, DaemonConfig& c) {
 
 }  // namespace
 
+/// recorder: { keep: 90 d } (optional): how much of the flight recording is kept (S15).
+void read_recorder(Document& doc, const YamlNode* n, DaemonConfig& c) {
+  if (n == nullptr) return;
+  MapReader m(doc, n, {"keep"});
+  if (const YamlNode* p = m.require("keep")) {
+    if (auto d = read_duration(doc, *p, Sign::positive)) {
+      if (*d < days(1) || *d > days(3650)) {
+        doc.problem(*p, "recorder keep must be from 1 d to 3650 d, found " + in_quotes(p->value));
+      } else {
+        c.recorder_keep = *d;
+      }
+    }
+  }
+}
+
 LoadedDaemonConfig parse_daemon_config(std::string_view text, const std::string& file) {
   LoadedDaemonConfig out;
   Document doc(text, file, out.problems);
   if (doc.root() == nullptr) return out;
   DaemonConfig c;
-  MapReader top(doc, doc.root(), {"backend", "paths", "loop", "motor", "sim", "gpio", "battery"});
+  MapReader top(doc, doc.root(), {"backend", "paths", "loop", "motor", "sim", "gpio", "battery", "recorder"});
   std::optional<std::size_t> backend;
   if (const YamlNode* p = top.require("backend")) {
     backend = read_choice(doc, *p, {"sim", "gpiod"});
@@ -262,6 +277,7 @@ LoadedDaemonConfig parse_daemon_config(std::string_view text, const std::string&
   read_loop(doc, top.require("loop"), c);
   read_motor(doc, top.require("motor"), c);
   read_battery(doc, top.require("battery"), c);
+  read_recorder(doc, top.get("recorder"), c);
   if (backend) {
     if (c.backend == Backend::sim) {
       read_sim(doc, top.require("sim"), c);

@@ -44,6 +44,7 @@ struct DaemonConfig {
   std::optional<Duration> cpu_dma_latency = Duration{0};
   double sim_time_scale = 1.0;          // backend sim only
   double sim_pump_drift_percent = 0.0;  // backend sim only: the plant pumps this % more
+  Duration recorder_keep = days(90);    // recorder.keep: the flight recording kept (S15)
   BoardParams board;                    // motor:, loop.period, battery:
   GpioConfig gpio;                      // backend gpiod only
 };

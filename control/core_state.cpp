@@ -336,3 +336,27 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
 }
 
 }  // namespace thecal
+
+namespace thecal {
+
+std::vector<std::uint8_t> encode_therapy_plan(const TherapyPlan& p) {
+  Writer w;
+  w.u32(kCoreStateFormat);
+  put_plan(w, p);
+  return std::move(w.out);
+}
+
+std::optional<TherapyPlan> decode_therapy_plan(std::string_view bytes, std::string* err) {
+  Reader r(bytes);
+  const std::uint32_t format = r.u32();
+  if (r.ok && format != kCoreStateFormat) r.fail("plan format " + std::to_string(format) + " is not known");
+  TherapyPlan p = get_plan(r);
+  if (r.ok && !r.at_end()) r.fail("trailing bytes after the plan");
+  if (!r.ok) {
+    if (err != nullptr) *err = r.why;
+    return std::nullopt;
+  }
+  return p;
+}
+
+}  // namespace thecal

@@ -142,5 +142,8 @@ inline constexpr std::uint32_t kAdmixtureTail = 1;
 std::vector<std::uint8_t> encode_core_state(const CoreState& s);
 /// nullopt with `err` set if the bytes are not a valid state of a known format.
 std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* err);
+/// A prescription alone, in the same form (the flight recorder's load and refill inputs).
+std::vector<std::uint8_t> encode_therapy_plan(const TherapyPlan& p);
+std::optional<TherapyPlan> decode_therapy_plan(std::string_view bytes, std::string* err);
 
 }  // namespace thecal

@@ -133,6 +133,8 @@ class PumpCore {
     }
   }
   [[nodiscard]] std::uint64_t events_dropped() const { return events_dropped_; }
+  /// Events emitted and not drained yet.
+  [[nodiscard]] std::size_t events_pending() const { return ev_count_; }
 
   /// Steps the journal still allows (SPEC S7): the loop never steps past it.
   [[nodiscard]] Steps budget() const { return budget_; }

@@ -25,6 +25,7 @@
 
 #include "app/delivery_history.hpp"
 #include "app/event_log.hpp"
+#include "app/history_file.hpp"
 #include "app/journal_keeper.hpp"
 #include "app/pump_service.hpp"
 #include "app/startup.hpp"
@@ -41,6 +42,7 @@
 #include "io/clock.hpp"
 #include "io/gpiod_backend.hpp"
 #include "io/log.hpp"
+#include "io/recording.hpp"
 #include "io/sim_plant.hpp"
 #include "loop/dosing_loop.hpp"
 
@@ -195,6 +197,7 @@ loop::LoopOptions loop_options(const config::DaemonConfig& cfg) {
   lo.cpu = cfg.loop_cpu;
   lo.simulated = cfg.backend == config::Backend::sim;
   lo.time_scale = cfg.sim_time_scale;
+  lo.record = true;
   return lo;
 }
 
@@ -332,19 +335,33 @@ int run(const Options& opt) {
   loop::DosingLoop loop(core, *pump->backend, loop_options(cfg));
   app::EventLog events;
   app::DeliveryHistory history;
+  // The delivery history survives restarts (issue 15 item 5).
+  app::HistoryFile history_file(cfg.state_dir + "/delivery-history");
+  if (auto e = history_file.attach(history, io::real_wall_us())) log_warning("Delivery history kept in memory only: %s", e->c_str());
 
   // SPEC S7: recover the state before the loop may deliver, then reserve with an fsync.
   const char* boot_id_path = std::getenv("THECAL_BOOT_ID_PATH");  // NOLINT(concurrency-mt-unsafe): tests of S8 only
   app::JournalKeeper journal(io::real_file_ops(), cfg.state_dir, cfg.board,
                              boot_id_path != nullptr ? boot_id_path : "/proc/sys/kernel/random/boot_id");
-  const app::Recovered rec = app::recover_state(journal, core, loop.now(), events);
+  const Now recovered_at = loop.now();
+  const app::Recovered rec = app::recover_state(journal, core, recovered_at, events);
   events.on_append = [&journal](const app::LoggedEvent& e) { journal.add_event(e); };
 
-  daemon::DosingLoopChannel channel(loop);
+  // The flight recorder (S15) starts from the state just recovered, before the loop runs.
+  io::RecordingStore recorder(cfg.state_dir + "/recorder", cfg.recorder_keep);
+  {
+    auto snapshot = std::make_unique<CoreState>();
+    core.export_state(*snapshot, recovered_at);
+    if (auto e = recorder.begin(recovered_at.wall, io::encode_start(cfg.board, recovered_at, core.budget().count, *snapshot,
+                                                                    core.events_pending()))) {
+      log_warning("No flight recorder: %s", e->c_str());
+    }
+  }
+  daemon::DosingLoopChannel channel(loop, &recorder, [&journal] { return journal.fsyncs(); });
   std::unique_ptr<daemon::SimulatorPort> sim;
   if (pump->plant) sim = std::make_unique<daemon::SimulatorPort>(*pump->plant, loop);
   app::PumpService service(app::PrescriptionStore(loaded->drugs, cfg.board, cfg.prescription_path),
-                           app::ServiceParts{&channel, sim.get(), &events, &history, &journal, io::real_monotonic_us});
+                           app::ServiceParts{&channel, sim.get(), &events, &history, &journal, io::real_monotonic_us, &recorder});
   service.set_granted(rec.granted_steps);
 
   const daemon::CpuDmaLatency pm_qos(cfg.cpu_dma_latency);

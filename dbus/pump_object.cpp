@@ -308,6 +308,23 @@ int method_get_refills(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   });
 }
 
+int method_get_recording(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+  int r = sd_bus_message_read(m, "tt", &from, &to);
+  if (r < 0) return r;
+  app::Identity who;
+  if (!authorize(m, Need::clinician, who, err)) return -EACCES;
+  const auto rec = svc(userdata).recording(from, to);
+  if (rec.error) return set_error(err, *rec.error);
+  sd_bus_message* reply = nullptr;
+  r = sd_bus_message_new_method_return(m, &reply);
+  if (r >= 0) r = sd_bus_message_append_array(reply, 'y', rec.value.data(), rec.value.size());
+  if (r >= 0) r = sd_bus_send(nullptr, reply, nullptr);
+  sd_bus_message_unref(reply);
+  return r;
+}
+
 int method_export(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   app::Identity who;
   if (!authorize(m, Need::clinician, who, err)) return -EACCES;
@@ -568,6 +585,8 @@ const sd_bus_vtable kPumpMethods[] = {
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("TestAlarm", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
                             (method_plain<&app::PumpService::test_alarm, Need::clinician>), SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("GetRecording", SD_BUS_ARGS("t", from_usec, "t", to_usec), SD_BUS_RESULT("ay", recording),
+                            method_get_recording, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ExportTherapy", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", document), method_export,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ImportTherapy", SD_BUS_ARGS("s", document), SD_BUS_NO_RESULT, method_import,

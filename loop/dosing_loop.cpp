@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -70,12 +71,13 @@ void prefault_queue(Queue& q, const T& value) {
 
 DosingLoop::DosingLoop(PumpCore& core, io::Backend& backend, const LoopOptions& options)
     : core_(core), backend_(backend), opt_(options), clock_(options.simulated, options.time_scale),
-      scale_(options.time_scale) {
+      scale_(options.time_scale), capture_(core.board().steps_per_encoder_pulse) {
   // Safe state before anything else (issue 8: enable inactive first).
   backend_.safe_state();
   prefault_queue(commands_, Command{});
   prefault_queue(replies_, Reply{});
   prefault_queue(events_, Event{});
+  prefault_queue(inputs_, io::LoopInput{});
   status_.prefault(Status{});
   const Now n = clock_.now(real_monotonic_us(), opt_.time_scale);
   now_mono_.store(to_usec(n.mono));
@@ -214,7 +216,9 @@ void DosingLoop::run() {
     // is then one of the new interval's first, which is where it belongs.
     if (late > interval_max_ns_.load(std::memory_order_relaxed)) interval_max_ns_.store(late, std::memory_order_relaxed);
 
-    cycle(woke / kNsPerUs);
+    // The core is given the scheduled deadline, not the measured wake-up: cycles then
+    // advance by exactly one period, which the flight recorder need not keep (S15).
+    cycle(deadline / kNsPerUs);
     const std::int64_t done = mono_ns();
     const auto step = static_cast<std::uint64_t>(done - woke);
     if (step > step_max_ns_.load(std::memory_order_relaxed)) step_max_ns_.store(step, std::memory_order_relaxed);
@@ -279,17 +283,37 @@ void DosingLoop::cycle(std::int64_t real_now_us) {
 
   // Commands first; their replies are published after this cycle's events and status, so
   // a client that gets a reply and then reads a property sees the state after its command.
+  const bool rec = opt_.record && !inputs_lost_;
+  auto sink = [this](const io::LoopInput& r) {
+    if (!inputs_.push(r)) inputs_lost_ = true;
+  };
+  if (rec) {
+    const Duration nominal = opt_.simulated ? Duration{std::llround(static_cast<double>(to_usec(opt_.period)) * scale)}
+                                            : opt_.period;
+    capture_.begin_cycle(now, nominal, core_.status(), sink);
+  }
   std::array<Reply, kCommandsPerCycle> replies;
   std::size_t n = 0;
   Command cmd;
   while (n < replies.size() && replies_.write_available() > n && commands_.pop(cmd)) {
-    replies[n++] = core_.apply(cmd, now);
+    const std::uint64_t digest = rec ? io::status_digest(core_.status()) : 0;
+    replies[n] = core_.apply(cmd, now);
+    if (rec) capture_.command(cmd, replies[n], digest, sink);
+    ++n;
   }
 
   const SensorInputs in = backend_.read(now.mono);
+  if (rec) capture_.sensors(in, core_.status(), sink);
   Actuation out;
   core_.tick(now, in, out);
   backend_.write(out, now.mono);
+  if (rec) capture_.end_cycle(out.steps);
+  if (opt_.record && inputs_lost_ && !gap_sent_) {
+    io::LoopInput g;
+    g.kind = io::RecKind::gap;
+    g.cycle = capture_.cycle();
+    gap_sent_ = inputs_.push(g);
+  }
 
   // Events wait in the core while the main thread is behind; the core's own buffer counts
   // what it had to drop.

@@ -19,6 +19,8 @@
 #include <boost/lockfree/spsc_queue.hpp>
 
 #include "control/pump_core.hpp"
+#include "io/recording.hpp"
+#include "loop/input_capture.hpp"
 #include "loop/latency_histogram.hpp"
 #include "loop/loop_clock.hpp"
 #include "loop/triple_buffer.hpp"
@@ -33,6 +35,7 @@ struct LoopOptions {
   bool simulated = false;       // use the scaled simulated clock
   double time_scale = 1.0;
   std::uint32_t status_every = 10;  // cycles between status snapshots
+  bool record = false;          // hand the flight recorder's inputs over (drain_inputs)
 };
 
 /// Page faults the dosing thread took since its first cycle (SPEC 7: zero after start).
@@ -61,6 +64,10 @@ class DosingLoop {
   void drain_replies(F&& f) { replies_.consume_all(f); }
   template <class F>
   void drain_events(F&& f) { events_.consume_all(f); }
+  /// The flight recorder's inputs (LoopOptions::record), oldest first.  Call before
+  /// drain_replies(): a command's plan is still the sender's then.
+  template <class F>
+  void drain_inputs(F&& f) { inputs_.consume_all(f); }
   /// The newest status snapshot, if one arrived since the last call.
   bool latest_status(Status& out);
   [[nodiscard]] LoopDiagnostics diagnostics() const;
@@ -110,6 +117,10 @@ class DosingLoop {
   boost::lockfree::spsc_queue<Reply, boost::lockfree::capacity<64>> replies_;
   boost::lockfree::spsc_queue<Event, boost::lockfree::capacity<4096>> events_;
   TripleBuffer<Status> status_;
+  boost::lockfree::spsc_queue<io::LoopInput, boost::lockfree::capacity<1024>> inputs_;
+  InputCapture capture_;
+  bool inputs_lost_ = false;  // the queue overflowed: recording stops (a gap record says so)
+  bool gap_sent_ = false;
 
   // Written by the loop, read by anyone (relaxed: statistics only).
   std::atomic<std::uint64_t> cycles_{0};

@@ -4,6 +4,12 @@
 // scale x real elapsed time, and simulated wall time moves with it from the wall time at
 // start.  Only the dosing thread calls now(); a scale change takes effect from the next
 // call without a jump.
+//
+// For the flight recorder (S15) both clocks move by whole, predictable steps: the
+// simulated clock advances by llround(real elapsed x scale) per call, so at a steady
+// period and scale every cycle moves it by the same amount; the real wall clock is given
+// as monotonic + an offset that is re-read every call but only taken when it moved by more
+// than kWallResolution (an NTP slew of 10 ppm moves it once every 100 s; a step at once).
 #pragma once
 
 #include <cstdint>
@@ -33,14 +39,15 @@ class LoopClock {
   void step_wall(Duration by) {
     if (simulated_) sim_wall_minus_mono_ += by.count();
   }
+  static constexpr std::int64_t kWallResolutionUs = 1000;
 
  private:
   bool simulated_;
   double scale_;
-  std::int64_t real_base_;
-  double sim_mono_base_;  // us
+  std::int64_t last_real_;      // real monotonic us of the previous call
   std::int64_t sim_wall_minus_mono_;
   std::int64_t last_sim_mono_ = 0;
+  std::int64_t wall_offset_;    // real clock: wall - monotonic given to the core
 };
 
 }  // namespace thecal::loop

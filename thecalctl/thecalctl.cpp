@@ -1026,6 +1026,77 @@ int cmd_history(sd_bus* bus, const Global& g, const Args& a) {
   return r < 0 ? kExitFailure : kExitOk;
 }
 
+/// A time for `recording`: "now" or "now-DURATION" (the pump's clock), microseconds since
+/// the epoch, or "YYYY-MM-DDTHH:MM:SSZ" (UTC).
+std::optional<std::uint64_t> parse_when(const std::string& text, std::uint64_t now, std::string& err) {
+  if (text == "now") return now;
+  if (text.rfind("now-", 0) == 0) {
+    const auto d = parse_quantity(text.substr(4), "duration", err);
+    if (!d) return std::nullopt;
+    return now > static_cast<std::uint64_t>(*d) ? now - static_cast<std::uint64_t>(*d) : 0;
+  }
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) return std::stoull(text);
+  std::tm tm{};
+  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (end == nullptr || *end != '\0') {
+    err = "'" + text + "' is not a time: now, now-DURATION, microseconds or YYYY-MM-DDTHH:MM:SSZ";
+    return std::nullopt;
+  }
+  return static_cast<std::uint64_t>(::timegm(&tm)) * 1'000'000ULL;
+}
+
+int cmd_recording(sd_bus* bus, const Args& a) {
+  if (int e = need_args(a, 3, 3, "recording FROM TO FILE  (e.g. 'recording now-30d now month.rec')")) return e;
+  std::uint64_t now = 0;
+  {
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    const int rr = sd_bus_get_property_trivial(bus, kService, kPath, kDiagIface, "WallClockUsec", &e, 't', &now);
+    if (rr < 0) {
+      const int code = report(e, rr);
+      sd_bus_error_free(&e);
+      return code;
+    }
+  }
+  std::string err;
+  const auto from = parse_when(a[0], now, err);
+  const auto to = from ? parse_when(a[1], now, err) : std::nullopt;
+  if (!from || !to) {
+    std::cerr << "thecalctl: " << err << "\n";
+    return kExitUsage;
+  }
+  sd_bus_message* reply = nullptr;
+  int r = call(bus, kIface, "GetRecording", &reply, "tt", *from, *to);
+  if (r < 0) return -r;
+  const void* data = nullptr;
+  std::size_t size = 0;
+  r = sd_bus_message_read_array(reply, 'y', &data, &size);
+  if (r < 0) {
+    sd_bus_message_unref(reply);
+    std::cerr << "thecalctl: cannot read the reply: " << std::strerror(-r) << "\n";
+    return kExitFailure;
+  }
+  const std::string bytes(static_cast<const char*>(data), size);
+  sd_bus_message_unref(reply);
+  const std::string tmp = a[2] + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0;
+  for (std::size_t off = 0; ok && off < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) off += static_cast<std::size_t>(n);
+  }
+  if (fd >= 0) ok = (::close(fd) == 0) && ok;
+  ok = ok && ::rename(tmp.c_str(), a[2].c_str()) == 0;
+  if (!ok) {
+    std::cerr << "thecalctl: cannot write " << a[2] << ": " << std::strerror(errno) << "\n";
+    (void)::unlink(tmp.c_str());
+    return kExitFailure;
+  }
+  std::printf("%zu bytes written to %s; check it with: thecal-replay %s\n", bytes.size(), a[2].c_str(), a[2].c_str());
+  return kExitOk;
+}
+
 int cmd_time_scale(sd_bus* bus, const Args& a) {
   if (int e = need_args(a, 1, 1, "time-scale FACTOR (1..20000)")) return e;
   double v = 0;
@@ -1172,6 +1243,8 @@ const char* kHelp =
     "  alarms | ack CODE               list or acknowledge alarms\n"
     "  events [MAX]                    the event log, oldest first\n"
     "  history [SPAN [BUCKET]]         delivered mass and volume, e.g. 'history 7 d 1 d'\n"
+    "  recording FROM TO FILE          the flight recording of a window (at most 31 d), for thecal-replay;\n"
+    "                                  times: now, now-DURATION, microseconds, YYYY-MM-DDTHH:MM:SSZ (clinician)\n"
     "  battery-replaced                record a battery replacement (clinician)\n"
     "  export FILE                     write this unit's therapy for a replacement unit (clinician)\n"
     "  import FILE                     take over an exported therapy on a fresh unit (clinician)\n"
@@ -1267,6 +1340,7 @@ int main(int argc, char** argv) {
     if (cmd == "events") return cmd_events(b, g, args);
     if (cmd == "history") return cmd_history(b, g, args);
     if (cmd == "export") return cmd_export(b, g, args);
+    if (cmd == "recording") return cmd_recording(b, args);
     if (cmd == "import") return cmd_import(b, args);
     if (cmd == "begin-refill") return noargs("begin-refill") ? kExitUsage : simple(b, "BeginRefill");
     if (cmd == "cancel-refill") return noargs("cancel-refill") ? kExitUsage : simple(b, "CancelRefill");

@@ -177,3 +177,45 @@ TEST(DaemonConfig, SimPumpDriftIsASignedPercentWithinFifty) {
 
 }  // namespace
 }  // namespace thecal::config
+
+namespace thecal::config {
+namespace {
+
+TEST(DaemonConfig, RecorderKeepIsNinetyDaysByDefaultFromOneDayToTenYears) {
+  const std::string base = load_text(source_dir() + "/examples/thecald-sim.yaml");
+  const std::string key = "  keep: 90 d";
+  ASSERT_NE(base.find(key), std::string::npos);
+  auto with = [&](const std::string& v) {
+    std::string text = base;
+    text.replace(text.find(key), key.size(), v);
+    return parse_daemon_config(text, "t.yaml");
+  };
+  LoadedDaemonConfig r = parse_daemon_config(base, "t.yaml");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_EQ(r.config->recorder_keep, days(90));
+  r = with("  keep: 30 d");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_EQ(r.config->recorder_keep, days(30));
+  std::string without = base;
+  const std::size_t at = without.find("recorder:");
+  without.erase(at, without.find(key) + key.size() + 1 - at);
+  r = parse_daemon_config(without, "t.yaml");
+  ASSERT_TRUE(r.config.has_value()) << dump(r.problems);
+  EXPECT_EQ(r.config->recorder_keep, days(90));
+  const std::pair<const char*, const char*> bad[] = {
+      {"  keep: 12 h", "recorder.keep: recorder keep must be from 1 d to 3650 d, found \"12 h\""},
+      {"  keep: 4000 d", "recorder.keep: recorder keep must be from 1 d to 3650 d, found \"4000 d\""},
+      {"  keep: 30", "recorder.keep: "},
+      {"  keep: -3 d", "recorder.keep: "},
+      {"  keep: 30 d\n  size: 1 MB", "recorder.size: "},
+  };
+  for (const auto& [v, want] : bad) {
+    r = with(v);
+    EXPECT_FALSE(r.config.has_value()) << v;
+    ASSERT_EQ(r.problems.size(), 1U) << v << ": " << dump(r.problems);
+    EXPECT_NE(r.problems[0].format().find(want), std::string::npos) << r.problems[0].format();
+  }
+}
+
+}  // namespace
+}  // namespace thecal::config

@@ -566,6 +566,7 @@ TEST_F(Roles, DaemonRefusesEvenWithAnOpenPolicy) {
       {"org.thecal.Pump1.ReplaceBattery", {}, false},
       {"org.thecal.Pump1.ExportTherapy", {}, false},
       {"org.thecal.Pump1.ImportTherapy", {"string:x"}, false},
+      {"org.thecal.Pump1.GetRecording", {"uint64:0", "uint64:1"}, false},
       {"org.thecal.Simulator1.InjectFault", {"string:occlusion", "boolean:true"}, false},
       {"org.freedesktop.DBus.Properties.Set", {"string:org.thecal.Simulator1", "string:TimeScale", "variant:double:2"},
        false},

@@ -1,5 +1,7 @@
 #include "tests/integration/harness.hpp"
 
+#include <gtest/gtest.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -7,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -205,10 +208,25 @@ Daemon::Daemon(const std::string& dir, const std::string& bus_address, double ti
 }
 
 Daemon::~Daemon() {
-  if (proc_) (void)proc_->stop(SIGTERM, 5'000);
+  if (proc_ && proc_->running()) (void)stop();
 }
 
-int Daemon::stop() { return proc_ ? proc_->stop(SIGTERM, 10'000) : -1; }
+int Daemon::stop() {
+  if (!proc_) return -1;
+  const int status = proc_->stop(SIGTERM, 10'000);
+  // S15 on every integration run (issue 15 item 6): a daemon that stopped cleanly leaves a
+  // recording of its whole life, which must replay exactly and keep every checked rule.
+  if (!replay_checked_ && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    replay_checked_ = true;
+    const auto r = run({THECAL_REPLAY_PATH, dir_ + "/state/recorder"});
+    if (r.exit_code != 0) {
+      ADD_FAILURE() << "thecal-replay " << dir_ << "/state/recorder: exit " << r.exit_code << "\n" << r.out << r.err;
+    } else {
+      std::printf("[ replay   ] %s", r.out.substr(0, r.out.find('\n') + 1).c_str());
+    }
+  }
+  return status;
+}
 
 std::string Daemon::log() const { return slurp(log_); }
 

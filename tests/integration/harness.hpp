@@ -74,7 +74,8 @@ class Daemon {
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
-  /// SIGTERM and wait; returns the exit status.
+  /// SIGTERM and wait; returns the exit status.  After a clean stop, its flight recording
+  /// (state/recorder) must replay exactly with thecal-replay: a test failure otherwise.
   int stop();
   [[nodiscard]] std::string log() const;
   [[nodiscard]] const std::string& config_path() const { return config_; }
@@ -85,6 +86,7 @@ class Daemon {
   std::string config_;
   std::string log_;
   std::optional<Process> proc_;
+  bool replay_checked_ = false;
 };
 
 /// An sd-bus client connection to the private bus (as root, or as `uid` via setresuid in a

@@ -4,6 +4,7 @@
 // replacement (export from a unit mid-therapy, import into a fresh one, try to overdose
 // through it; bad documents refused whole).
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -93,7 +94,14 @@ struct Unit {
     if (!up) throw std::runtime_error("thecald did not come up:\n" + read_text(log));
   }
   ~Unit() {
-    if (proc) (void)proc->stop(SIGTERM, 5'000);
+    if (!proc) return;
+    const int status = proc->stop(SIGTERM, 5'000);
+    // S15 (issue 15 item 6): the unit's whole life, crashes included, replays exactly.
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      const auto r = run({THECAL_REPLAY_PATH, dir.path() + "/state/recorder"});
+      EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+      std::printf("[ replay   ] %s", r.out.substr(0, r.out.find('\n') + 1).c_str());
+    }
   }
   RunResult ctl(std::vector<std::string> args) {
     args.insert(args.begin(), {thecalctl_path(), "--address", bus->address()});

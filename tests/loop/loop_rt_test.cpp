@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -15,7 +17,9 @@
 #include "control/pump_core.hpp"
 #include "loop/dosing_loop.hpp"
 #include "loop/loop_clock.hpp"
+#include "io/recording.hpp"
 #include "io/sim_plant.hpp"
+#include "replay/replay.hpp"
 #include "tests/support/alloc_counter.hpp"
 
 namespace thecal::loop {
@@ -58,6 +62,7 @@ class LoopRt : public ::testing::Test {
     o.priority = 80;
     o.simulated = true;
     o.time_scale = 600;  // priming (220 uL at 1 mL/h) takes about 1.3 s
+    o.record = true;     // the flight recorder's capture runs too (S15): no allocation either
     return o;
   }
 
@@ -83,9 +88,17 @@ class LoopRt : public ::testing::Test {
     return got;
   }
   void pump(DosingLoop& loop) {
+    // As thecald's channel: events, then the inputs (a command's plan is still ours), encoded.
     loop.drain_events([&](const Event& e) {
       ++events;
       if (e.type == EventType::wall_clock_jump) ++wall_jumps;
+      recording += io::encode_event(e);
+      ++records;
+    });
+    loop.drain_inputs([&](const io::LoopInput& in) {
+      recording += in.kind == io::RecKind::gap ? io::encode_gap(in.cycle) : io::encode_input(in);
+      ++records;
+      ++inputs;
     });
     Status s;
     if (loop.latest_status(s)) last = s;
@@ -109,6 +122,16 @@ class LoopRt : public ::testing::Test {
   std::uint64_t events = 0;
   std::uint64_t wall_jumps = 0;
   Status last;
+  std::string recording;
+  std::uint64_t records = 0;
+  std::uint64_t inputs = 0;
+  /// The start record, as thecald writes it before the loop runs.
+  void begin_recording() {
+    auto s = std::make_unique<CoreState>();
+    core.export_state(*s, t0);
+    recording = io::recording_header() + io::encode_start(board, t0, core.budget().count, *s, core.events_pending());
+    records = 1;
+  }
 };
 
 TEST_F(LoopRt, NoHeapCallAndNoPageFaultInTheLoopAfterStart) {
@@ -189,6 +212,7 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultThroughFlexPeriodicDosesARefillAlarmsAndW
   stronger.id = "loop-rt-flex-20";
   stronger.concentration = mg_per_mL(20);
 
+  begin_recording();
   test::watch_from_this_thread();
   ASSERT_FALSE(loop.start().has_value());
   while (!loop.running()) {
@@ -290,6 +314,23 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultWithAnAdmixtureThroughARefillAndItsHoldBa
   ASSERT_TRUE(faults.valid);
   EXPECT_EQ(faults.minor, 0) << "minor page faults in the dosing thread after start";
   EXPECT_EQ(faults.major, 0) << "major page faults in the dosing thread after start";
+
+  // S15 on the real thread: what the loop recorded (scaled simulated clock with its holds,
+  // two time scales, a refill with a new concentration, a stall) replays bit for bit.
+  pump(loop);
+  const io::Scan scan = io::scan_recording(recording + io::encode_end(records));
+  ASSERT_TRUE(scan.has_end) << scan.problem;
+  const replay::Result r = replay::replay(scan);
+  ASSERT_FALSE(r.divergence) << r.divergence->input << ": " << r.divergence->what;
+  EXPECT_TRUE(r.violations.empty()) << r.violations.front().rule << ": " << r.violations.front().what;
+  EXPECT_EQ(r.problem, "");
+  EXPECT_EQ(r.inputs, inputs);
+  EXPECT_GE(r.inputs, 12u);  // 11 commands and the first clock at least
+  EXPECT_GT(r.events_checked, 10u);
+  // The loop ran past its last input; the replay stops at it, with every step commanded
+  // until then (the stalled motor did not turn for some: the plant saw fewer).
+  EXPECT_LE(r.steps, core.status().steps_issued);
+  EXPECT_GT(r.steps, steps_before_refill);
 }
 
 // The counter itself must see a heap call from another thread, or the test above proves
