@@ -344,6 +344,67 @@ int method_import(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   return called(userdata);
 }
 
+/// A preview's reply, marshalled a slice at a time from an sd-event defer source, so that
+/// other calls are served between slices: the largest reply (100,000 buckets, 3.6 MB) takes
+/// a few hundred ms to marshal, which in one go would hold the bus that long.
+struct PreviewReply {
+  static constexpr std::size_t kSlice = 2048;  // buckets or events per turn of the main loop
+  MessageRef call;
+  app::PreviewResult result;
+  sd_bus_message* reply = nullptr;
+  std::size_t buckets = 0;  // appended so far
+  std::size_t events = 0;
+  ~PreviewReply() { sd_bus_message_unref(reply); }
+
+  /// One slice; > 0 when more remain, 0 when sent, < 0 on failure (the caller replies).
+  int step() {
+    int q = 0;
+    if (reply == nullptr) {
+      q = sd_bus_message_new_method_return(call.get(), &reply);
+      if (q >= 0) q = sd_bus_message_open_container(reply, 'a', "(tdddd)");
+      if (q < 0) return q;
+    }
+    const auto& bs = result.buckets;
+    if (buckets < bs.size() || (buckets == 0 && events == 0)) {
+      const std::size_t end = std::min(bs.size(), buckets + kSlice);
+      for (; q >= 0 && buckets < end; ++buckets) {
+        const auto& b = bs[buckets];
+        q = sd_bus_message_append(reply, "(tdddd)", wall_or_zero(b.start), to_mcg(b.tip_mass), to_uL(b.pump_volume),
+                                  to_uL(b.reservoir_end), to_mcg(b.rolling_24h_end));
+      }
+      if (q < 0 || buckets < bs.size()) return q < 0 ? q : 1;
+      q = sd_bus_message_close_container(reply);
+      if (q >= 0) q = sd_bus_message_open_container(reply, 'a', "(tss)");
+      if (q >= 0) events = 0;
+      if (q < 0) return q;
+      ++buckets;  // past the end: the bucket array is closed
+    }
+    const auto& es = result.events;
+    const std::size_t end = std::min(es.size(), events + kSlice);
+    for (; q >= 0 && events < end; ++events) {
+      q = sd_bus_message_append(reply, "(tss)", wall_or_zero(es[events].when), es[events].type.c_str(),
+                                es[events].detail.c_str());
+    }
+    if (q < 0 || events < es.size()) return q < 0 ? q : 1;
+    q = sd_bus_message_close_container(reply);
+    if (q >= 0) q = sd_bus_send(nullptr, reply, nullptr);
+    return q < 0 ? q : 0;
+  }
+
+  static int on_defer(sd_event_source* s, void* userdata) {
+    auto* self = static_cast<PreviewReply*>(userdata);
+    const int q = self->step();
+    if (q > 0) return 0;  // more next turn
+    if (q < 0) {
+      (void)sd_bus_reply_method_errorf(self->call.get(), kErrInvalidState, "cannot send the preview: %s",
+                                       strerrordesc_np(-q));
+    }
+    (void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+    (void)sd_event_source_unref(s);  // floating: the destroy callback frees `self`
+    return 0;
+  }
+};
+
 int method_preview(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   const char* yaml = nullptr;
   int with_boluses = 0;
@@ -354,30 +415,30 @@ int method_preview(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   app::Identity who;
   if (!authorize(m, Need::any, who, err)) return -EACCES;
   MessageRef msg(sd_bus_message_ref(m), [](sd_bus_message* x) { (void)sd_bus_message_unref(x); });
+  sd_event* event = self(userdata).event();
   svc(userdata).preview_prescription(who, yaml, with_boluses != 0, horizon, bucket,
-                                     [msg](const app::Outcome<app::PreviewResult>& res) {
+                                     [msg, event](const app::Outcome<app::PreviewResult>& res) {
     if (res.error) {
       (void)sd_bus_reply_method_errorf(msg.get(), error_name(res.error->code), "%s", res.error->message.c_str());
       return;
     }
-    sd_bus_message* reply = nullptr;
-    int q = sd_bus_message_new_method_return(msg.get(), &reply);
-    if (q >= 0) q = sd_bus_message_open_container(reply, 'a', "(tdddd)");
-    for (const auto& b : res.value.buckets) {
-      if (q < 0) break;
-      q = sd_bus_message_append(reply, "(tdddd)", wall_or_zero(b.start), to_mcg(b.tip_mass), to_uL(b.pump_volume),
-                                to_uL(b.reservoir_end), to_mcg(b.rolling_24h_end));
+    auto out = std::make_unique<PreviewReply>();
+    out->call = msg;
+    out->result = res.value;
+    sd_event_source* src = nullptr;
+    int q = event != nullptr ? sd_event_add_defer(event, &src, PreviewReply::on_defer, out.get()) : -ENXIO;
+    if (q >= 0) {
+      (void)sd_event_source_set_description(src, "thecal-preview-reply");
+      (void)sd_event_source_set_enabled(src, SD_EVENT_ON);  // a defer source is one-shot by default
+      (void)sd_event_source_set_destroy_callback(src, [](void* p) { delete static_cast<PreviewReply*>(p); });
+      (void)out.release();
+      (void)sd_event_source_set_floating(src, 1);
+      (void)sd_event_source_unref(src);  // the event loop holds it until it is done
+      return;
     }
-    if (q >= 0) q = sd_bus_message_close_container(reply);
-    if (q >= 0) q = sd_bus_message_open_container(reply, 'a', "(tss)");
-    for (const auto& e : res.value.events) {
-      if (q < 0) break;
-      q = sd_bus_message_append(reply, "(tss)", wall_or_zero(e.when), e.type.c_str(), e.detail.c_str());
+    while ((q = out->step()) > 0) {  // no event loop: all at once
     }
-    if (q >= 0) q = sd_bus_message_close_container(reply);
-    if (q >= 0) q = sd_bus_send(nullptr, reply, nullptr);
     if (q < 0) (void)sd_bus_reply_method_errorf(msg.get(), kErrInvalidState, "cannot send the preview: %s", strerrordesc_np(-q));
-    sd_bus_message_unref(reply);
   });
   return called(userdata);  // the state copy goes through the dosing thread
 }
@@ -666,6 +727,7 @@ PumpObject::~PumpObject() { detach(); }
 
 int PumpObject::attach(sd_bus* bus, sd_event* event) {
   bus_ = bus;
+  event_ = event;
   pump_vtable_ = property_vtable<kPumpProperties>();
   pump_vtable_.insert(pump_vtable_.end(), std::begin(kPumpMethods), std::end(kPumpMethods));
   struct Iface {

@@ -59,6 +59,7 @@ class PumpObject : public app::Listener {
   void poll_soon() { arm_timer(true); }
 
   [[nodiscard]] app::PumpService& service() { return service_; }
+  [[nodiscard]] sd_event* event() const { return event_; }
 
   // app::Listener
   void status_changed(const Status& status, bool urgent) override;
@@ -76,6 +77,7 @@ class PumpObject : public app::Listener {
   sd_bus* bus_ = nullptr;
   sd_event_source* timer_ = nullptr;
   sd_event_source* wake_ = nullptr;  // eventfd: a preview finished (app/preview.hpp)
+  sd_event* event_ = nullptr;
   std::vector<sd_bus_slot*> slots_;
   std::vector<sd_bus_vtable> pump_vtable_;
   std::vector<PropertyValue> last_emitted_;  // by property table index; empty: not seeded
