@@ -840,8 +840,16 @@ int cmd_events(sd_bus* bus, const Global& g, const Args& a) {
   return r < 0 ? kExitFailure : kExitOk;
 }
 
-int cmd_history(sd_bus* bus, const Global& g, const Args& a) {
-  if (int e = need_args(a, 0, 2, "history [SPAN [BUCKET]]  (default: 24 h in 1 h buckets)")) return e;
+int cmd_history(sd_bus* bus, const Global& g, const Args& all) {
+  // --drug NAME: one drug of the solution alone (GetDrugDeliveryHistory, an extra member).
+  std::string drug;
+  Args a;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (all[i] == "--drug" && i + 1 < all.size()) drug = all[++i];
+    else a.push_back(all[i]);
+  }
+  const char* usage = "history [--drug NAME] [SPAN [BUCKET]]  (default: 24 h in 1 h buckets)";
+  if (int e = need_args(a, 0, 2, usage)) return e;
   std::string err;
   double span = 86400e6;
   double bucket = 3600e6;
@@ -868,7 +876,9 @@ int cmd_history(sd_bus* bus, const Global& g, const Args& a) {
   }
   const std::uint64_t from = now > static_cast<std::uint64_t>(span) ? now - static_cast<std::uint64_t>(span) : 0;
   sd_bus_message* reply = nullptr;
-  int r = call(bus, kIface, "GetDeliveryHistory", &reply, "ttt", from, now, static_cast<std::uint64_t>(bucket));
+  int r = drug.empty() ? call(bus, kIface, "GetDeliveryHistory", &reply, "ttt", from, now, static_cast<std::uint64_t>(bucket))
+                       : call(bus, kIface, "GetDrugDeliveryHistory", &reply, "sttt", drug.c_str(), from, now,
+                              static_cast<std::uint64_t>(bucket));
   if (r < 0) return -r;
   r = sd_bus_message_enter_container(reply, 'a', "(tdd)");
   std::uint64_t t = 0;
@@ -1026,7 +1036,9 @@ const char* kHelp =
     "  test-alarm                      sound the high, medium and low alarm patterns once\n"
     "  alarms | ack CODE               list or acknowledge alarms\n"
     "  events [MAX]                    the event log, oldest first\n"
-    "  history [SPAN [BUCKET]]         delivered mass and volume, e.g. 'history 7 d 1 d'\n"
+    "  history [--drug NAME] [SPAN [BUCKET]]\n"
+    "                                  delivered mass and volume, e.g. 'history 7 d 1 d'; --drug:\n"
+    "                                  that drug's mass alone (primary or admixture)\n"
     "  battery-replaced                record a battery replacement (clinician)\n"
     "  export FILE                     write this unit's therapy for a replacement unit (clinician)\n"
     "  import FILE                     take over an exported therapy on a fresh unit (clinician)\n"
