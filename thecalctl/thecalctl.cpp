@@ -543,6 +543,24 @@ int cmd_clinician_bolus(sd_bus* bus, const Global& g, const Args& a) {
 // Pump replacement (SPEC 2): the therapy document of this unit to a file, and back on the
 // new unit.  The file is written whole (temporary file, fsync, rename), readable by its
 // owner only: it holds the patient's therapy.
+/// The solution's drugs (Drugs: primary first, then the admixture), each with its 24 h
+/// mass against its own limit: what export and import carry.
+void print_solution(sd_bus* bus) {
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  std::vector<DrugFigure> drugs;
+  if (sd_bus_get_property(bus, kService, kPath, kIface, prop::kDrugs, &e, &reply, "a(sddd)") >= 0) {
+    (void)read_drugs(reply, drugs);
+  }
+  sd_bus_message_unref(reply);
+  sd_bus_error_free(&e);
+  for (std::size_t i = 0; i < drugs.size(); ++i) {
+    const auto& d = drugs[i];
+    std::cout << (i == 0 ? "  Drug:      " : "  Admixture: ") << d.name << ", " << human_conc(d.conc) << ": "
+              << human_mass(d.delivered) << " in 24 h of " << human_mass(d.limit) << " limit\n";
+  }
+}
+
 int cmd_export(sd_bus* bus, const Global& g, const Args& a) {
   if (int e = need_args(a, 1, 1, "export FILE")) return e;
   sd_bus_message* reply = nullptr;
@@ -576,6 +594,7 @@ int cmd_export(sd_bus* bus, const Global& g, const Args& a) {
   }
   if (g.json) std::cout << "{\"file\":\"" << json_escape(a[0]) << "\",\"bytes\":" << text.size() << "}\n";
   else std::cout << "Therapy exported to " << a[0] << " (" << text.size() << " bytes); import it on the new unit with 'thecalctl import " << a[0] << "'\n";
+  if (!g.json) print_solution(bus);
   return kExitOk;
 }
 
@@ -592,6 +611,7 @@ int cmd_import(sd_bus* bus, const Args& a) {
   sd_bus_message_unref(reply);
   std::cout << "Therapy imported from " << a[0]
             << ". The reservoir is empty: refill with '--withdrawn 0 mL', check the catheter, then start.\n";
+  print_solution(bus);
   return kExitOk;
 }
 
@@ -842,13 +862,14 @@ int cmd_events(sd_bus* bus, const Global& g, const Args& a) {
 
 int cmd_history(sd_bus* bus, const Global& g, const Args& all) {
   // --drug NAME: one drug of the solution alone (GetDrugDeliveryHistory, an extra member).
+  const char* usage = "history [--drug NAME] [SPAN [BUCKET]]  (default: 24 h in 1 h buckets)";
   std::string drug;
   Args a;
   for (std::size_t i = 0; i < all.size(); ++i) {
-    if (all[i] == "--drug" && i + 1 < all.size()) drug = all[++i];
-    else a.push_back(all[i]);
+    if (all[i] != "--drug") a.push_back(all[i]);
+    else if (i + 1 < all.size()) drug = all[++i];
+    else return need_args(Args{}, 1, 1, usage);  // --drug without a name
   }
-  const char* usage = "history [--drug NAME] [SPAN [BUCKET]]  (default: 24 h in 1 h buckets)";
   if (int e = need_args(a, 0, 2, usage)) return e;
   std::string err;
   double span = 86400e6;

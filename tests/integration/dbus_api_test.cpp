@@ -925,6 +925,7 @@ TEST_F(Api, DrugDeliveryHistoryCountsEachDrugAtTheTip) {
   EXPECT_NE(unknown.exit_code, 0);
   EXPECT_NE(unknown.err.find("OutOfRange"), std::string::npos) << unknown.err;
   EXPECT_NE(unknown.err.find("clonidine"), std::string::npos) << unknown.err;
+  EXPECT_EQ(ctl({"history", "--drug"}).exit_code, 2);  // usage: --drug needs a name
 }
 
 }  // namespace
