@@ -1,5 +1,7 @@
 #include "app/delivery_history.hpp"
 
+#include <algorithm>
+
 namespace thecal::app {
 
 void DeliveryHistory::record_totals(std::int64_t wall_us, double total_mcg, double total_ul) {
@@ -27,6 +29,43 @@ void DeliveryHistory::restore_minute(std::int64_t minute_us, double mcg, double 
 void DeliveryHistory::restore_refill(const Refill& r) {
   refills_.push_back(r);
   if (refills_.size() > 10'000) refills_.erase(refills_.begin());
+}
+
+void DeliveryHistory::record_drug_totals(std::int64_t wall_us, const std::vector<DrugTotal>& totals) {
+  for (std::size_t i = 0; i < totals.size(); ++i) {
+    const DrugTotal& now = totals[i];
+    if (now.name.empty() || i >= last_drugs_.size()) continue;  // the first call sets the base
+    const DrugTotal& before = last_drugs_[i];
+    // The primary's total runs on across a change of drug; a slot's starts again at 0 when
+    // it takes another drug (or a new core begins counting).
+    const bool continues = i == 0 || (before.name == now.name && now.mcg >= before.mcg);
+    const double dm = continues ? now.mcg - before.mcg : now.mcg;
+    if (dm > 0) drug_minutes_[now.name][wall_us - wall_us % kMinuteUs] += dm;
+  }
+  last_drugs_ = totals;
+  for (auto& [name, minutes] : drug_minutes_) {
+    while (!minutes.empty() && minutes.begin()->first < wall_us - kRetentionUs) minutes.erase(minutes.begin());
+  }
+  std::erase_if(drug_minutes_, [](const auto& d) { return d.second.empty(); });
+}
+
+bool DeliveryHistory::knows_drug(std::string_view drug) const { return drug_minutes_.find(drug) != drug_minutes_.end(); }
+
+std::optional<std::vector<DeliveryHistory::Bucket>> DeliveryHistory::query_drug(std::string_view drug,
+                                                                                std::uint64_t from_us,
+                                                                                std::uint64_t to_us,
+                                                                                std::uint64_t bucket_us) const {
+  auto out = query(from_us, to_us, bucket_us);
+  if (!out) return out;
+  for (auto& b : *out) b.mcg = 0;
+  const auto d = drug_minutes_.find(drug);
+  if (d == drug_minutes_.end()) return out;
+  for (auto it = d->second.lower_bound(static_cast<std::int64_t>(from_us - from_us % kMinuteUs));
+       it != d->second.end() && static_cast<std::uint64_t>(it->first) < to_us; ++it) {
+    const auto t = static_cast<std::uint64_t>(it->first);
+    if (t >= from_us) (*out)[(t - from_us) / bucket_us].mcg += it->second;
+  }
+  return out;
 }
 
 void DeliveryHistory::record_refill(const Refill& r) {

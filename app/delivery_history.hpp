@@ -6,6 +6,8 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -20,6 +22,19 @@ class DeliveryHistory {
   /// Records the totals (mcg at the tip, uL pumped) as of wall time `wall_us`; the increase
   /// since the previous call goes to that minute.
   void record_totals(std::int64_t wall_us, double total_mcg, double total_ul);
+
+  /// One drug's running total at the tip (mcg) as the core reports it.
+  struct DrugTotal {
+    std::string name;  // empty: nothing in this place
+    double mcg = 0;
+  };
+  /// Per-drug history (GetDrugDeliveryHistory): `totals[0]` is the primary drug (the core's
+  /// total, which runs on across a change of drug), `totals[1..]` the admixture drug slots
+  /// (whose total starts again at 0 when the slot takes another drug).  The increase of each
+  /// since the previous call goes to that minute of that drug.
+  void record_drug_totals(std::int64_t wall_us, const std::vector<DrugTotal>& totals);
+  /// Whether `drug` has mass in the kept history.
+  [[nodiscard]] bool knows_drug(std::string_view drug) const;
 
   struct Bucket {
     std::uint64_t start_us;
@@ -46,11 +61,17 @@ class DeliveryHistory {
   /// arguments are out of range (zero bucket, to <= from, too many buckets).
   [[nodiscard]] std::optional<std::vector<Bucket>> query(std::uint64_t from_us, std::uint64_t to_us,
                                                          std::uint64_t bucket_us) const;
+  /// As query(), with `mcg` the mass of `drug` alone at the tip (`ul` stays the pump's
+  /// volume in the bucket); nullopt on the same bad arguments.
+  [[nodiscard]] std::optional<std::vector<Bucket>> query_drug(std::string_view drug, std::uint64_t from_us,
+                                                              std::uint64_t to_us, std::uint64_t bucket_us) const;
 
  private:
   std::map<std::int64_t, std::pair<double, double>> minutes_;  // minute start -> (mcg, uL)
   std::optional<std::pair<double, double>> last_;
   std::vector<Refill> refills_;
+  std::map<std::string, std::map<std::int64_t, double>, std::less<>> drug_minutes_;  // drug -> minute -> mcg
+  std::vector<DrugTotal> last_drugs_;
 };
 
 }  // namespace thecal::app

@@ -1,5 +1,6 @@
 #include "app/pump_service.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -328,6 +329,29 @@ Outcome<std::vector<DeliveryHistory::Bucket>> PumpService::delivery_history(std:
   return {std::nullopt, std::move(*buckets)};
 }
 
+Outcome<std::vector<DeliveryHistory::Bucket>> PumpService::drug_delivery_history(std::string_view drug,
+                                                                                std::uint64_t from_us,
+                                                                                std::uint64_t to_us,
+                                                                                std::uint64_t bucket_us) const {
+  const bool in_solution = std::any_of(status_.drugs.begin(), status_.drugs.end(),
+                                       [&](const Status::DrugFigures& d) { return d.name.view() == drug; });
+  if (!in_solution && !history_.knows_drug(drug)) {
+    return Outcome<std::vector<DeliveryHistory::Bucket>>::fail(
+        ErrorCode::out_of_range, "no drug '" + std::string(drug) + "' in the prescription or the delivery history");
+  }
+  auto buckets = history_.query_drug(drug, from_us, to_us, bucket_us);
+  if (!buckets) return delivery_history(from_us, to_us, bucket_us);  // the same refusal
+  return {std::nullopt, std::move(*buckets)};
+}
+
+void PumpService::record_drug_totals() {
+  std::vector<DeliveryHistory::DrugTotal> totals;
+  totals.push_back({status_.drugs.empty() ? std::string{} : std::string(status_.drugs[0].name.view()),
+                    to_mcg(status_.total_delivered_mass)});
+  for (const auto& d : status_.drug_totals) totals.push_back({std::string(d.name.view()), to_mcg(d.total)});
+  history_.record_drug_totals(to_usec(status_.wall), totals);
+}
+
 Outcome<std::vector<DeliveryHistory::Refill>> PumpService::refill_history(std::uint64_t from_us) const {
   if (from_us > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
     return Outcome<std::vector<DeliveryHistory::Refill>>::fail(ErrorCode::out_of_range, "from_usec out of range");
@@ -600,6 +624,7 @@ void PumpService::poll() {
   if (loop_.latest_status(status_)) {
     have_status_ = true;
     history_.record_totals(to_usec(status_.wall), to_mcg(status_.total_delivered_mass), to_uL(status_.total_pumped_volume));
+    record_drug_totals();
     if (listener_ != nullptr) listener_->status_changed(status_, urgent);
   }
   for (const Reply& r : replies) handle_reply(r);

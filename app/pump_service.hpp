@@ -143,6 +143,13 @@ class PumpService {
                             std::uint64_t horizon_us, std::uint64_t bucket_us, PreviewDone done);
   /// Called from the preview worker when a result is ready: the main loop should poll().
   void set_preview_wake(std::function<void()> wake) { previews_.set_wake(std::move(wake)); }
+  /// GetDrugDeliveryHistory (extra member): as delivery_history, the mass of `drug` alone
+  /// (the primary or an admixture drug); OutOfRange for a drug neither in the solution nor
+  /// in the kept history.
+  [[nodiscard]] Outcome<std::vector<DeliveryHistory::Bucket>> drug_delivery_history(std::string_view drug,
+                                                                                   std::uint64_t from_us,
+                                                                                   std::uint64_t to_us,
+                                                                                   std::uint64_t bucket_us) const;
 
   // ---- org.thecal.Simulator1 (sim() is null without the simulator) ----
   [[nodiscard]] bool has_simulator() const { return sim_ != nullptr; }
@@ -173,6 +180,7 @@ class PumpService {
   void keep_durable();
   void post_grant();
   void take_minute();
+  void record_drug_totals();  // every drug's total at the tip into the history
   /// Journals `s`; raises storage_fault when it could not be made durable.
   std::optional<std::string> journal_state(const CoreState& s, bool force_rewrite = false);
   void log_refused(const Identity& who, const std::string& what);

@@ -126,7 +126,7 @@ Json recorder_bench(const std::string& share, double days) {
                   Command{.kind = CommandKind::refill, .volume = mL(20), .withdrawn = uL(0)}});
   m.quiet_until(1);
   m.active(false, {Command{.kind = CommandKind::grant_budget, .steps = Steps{2'000}},
-                   Command{.kind = CommandKind::prime, .volume = uL(220), .catheter_replaced = true}});
+                   Command{.kind = CommandKind::prime, .volume = uL(220)}});
   m.quiet_until(20 * per_min);
   m.active(false, {Command{.kind = CommandKind::start}});
   std::uint64_t next_grant = m.cycle + 7 * per_min;

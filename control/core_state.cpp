@@ -339,10 +339,14 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
 
 namespace thecal {
 
+// A plan alone (the flight recorder's load and refill commands): its fields as in a state,
+// then the two it keeps in the state's tails there (max_in_reservoir, the admixture).
 std::vector<std::uint8_t> encode_therapy_plan(const TherapyPlan& p) {
   Writer w;
-  w.u32(kCoreStateFormat);
-  put_plan(w, p);
+  w("format", kCoreStateFormat);
+  w("plan", p);
+  w("max_in_reservoir", p.max_in_reservoir);
+  w("admixture", p.admixture);
   return std::move(w.out);
 }
 
@@ -350,7 +354,11 @@ std::optional<TherapyPlan> decode_therapy_plan(std::string_view bytes, std::stri
   Reader r(bytes);
   const std::uint32_t format = r.u32();
   if (r.ok && format != kCoreStateFormat) r.fail("plan format " + std::to_string(format) + " is not known");
-  TherapyPlan p = get_plan(r);
+  TherapyPlan p;
+  r("plan", p);
+  r("max_in_reservoir", p.max_in_reservoir);
+  r("admixture", p.admixture);
+  if (r.ok && p.max_in_reservoir < Duration{0}) r.fail("bad max_in_reservoir");
   if (r.ok && !r.at_end()) r.fail("trailing bytes after the plan");
   if (!r.ok) {
     if (err != nullptr) *err = r.why;

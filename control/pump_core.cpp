@@ -380,6 +380,7 @@ AdmixConc PumpCore::take_slots(const TherapyPlan& p, const SlotMap& map) {
     if (!(d.name == p.admixture[i].name)) {
       d.name = p.admixture[i].name;
       d.ledger = RollingLedger{};
+      d.total = Mass{};
     }
     d.limit = p.admixture[i].max_daily_dose;
     sol[map[i]] = p.admixture[i].concentration;
@@ -973,6 +974,8 @@ void PumpCore::publish(Now now, bool slow) {
       s.drugs.push_back({d.name, reservoir_admix_[plan_slots_[i]], d.ledger.sum(now.mono), d.limit});
     }
   }
+  static_assert(std::tuple_size_v<decltype(s.drug_totals)> == kDrugSlots);
+  for (std::size_t k = 0; k < kDrugSlots; ++k) s.drug_totals[k] = {slots_[k].name, slots_[k].total};
   std::uint32_t n = 0;
   for (const auto& t : patient_starts_) {
     if (t > now.mono - days(1)) ++n;

@@ -161,6 +161,7 @@ class PumpCore {
     FixedString<32> name;  // empty: free
     Mass limit;            // max_daily_dose of the last plan that had this drug
     RollingLedger ledger;
+    Mass total;            // at the tip since the slot took this drug (runtime only)
   };
   [[nodiscard]] const std::array<DrugSlot, kDrugSlots>& drug_slots() const { return slots_; }
   [[nodiscard]] const Catheter& catheter() const { return catheter_; }

@@ -515,7 +515,9 @@ Mass PumpCore::push_and_count(Volume v, MonoTime now) {
   const Mass m = catheter_.push(v, reservoir_conc_, reservoir_admix_, &am);
   ledger_.add(now, m);
   for (std::size_t k = 0; k < kDrugSlots; ++k) {
-    if (!slots_[k].name.empty()) slots_[k].ledger.add(now, am[k]);
+    if (slots_[k].name.empty()) continue;
+    slots_[k].ledger.add(now, am[k]);
+    slots_[k].total += am[k];
   }
   return m;
 }

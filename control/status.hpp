@@ -99,6 +99,13 @@ struct Status {
     Mass daily_limit;
   };
   boost::container::static_vector<DrugFigures, 1 + kMaxAdmixture> drugs;
+  /// Each admixture drug slot's mass at the tip since this core began counting that drug
+  /// there (runtime only, not journalled): the per-drug delivery history.  Empty name: free.
+  struct DrugTotal {
+    FixedString<32> name;
+    Mass total;
+  };
+  std::array<DrugTotal, 6> drug_totals{};  // one per drug slot (kDrugSlots)
 };
 
 }  // namespace thecal

@@ -288,6 +288,27 @@ int method_get_history(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   });
 }
 
+int method_get_drug_history(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+  const char* drug = nullptr;
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+  std::uint64_t bucket = 0;
+  const int r = sd_bus_message_read(m, "sttt", &drug, &from, &to, &bucket);
+  if (r < 0) return r;
+  app::Identity who;
+  if (!authorize(m, Need::any, who, err)) return -EACCES;
+  const auto buckets = svc(userdata).drug_delivery_history(drug, from, to, bucket);
+  if (buckets.error) return set_error(err, *buckets.error);
+  return reply_array(m, "(tdd)", [&](sd_bus_message* reply) {
+    int q = 0;
+    for (const auto& b : buckets.value) {
+      q = sd_bus_message_append(reply, "(tdd)", b.start_us, b.mcg, b.ul);
+      if (q < 0) break;
+    }
+    return q;
+  });
+}
+
 int method_get_refills(sd_bus_message* m, void* userdata, sd_bus_error* err) {
   std::uint64_t from = 0;
   const int r = sd_bus_message_read(m, "t", &from);
@@ -639,6 +660,9 @@ const sd_bus_vtable kPumpMethods[] = {
                             method_get_events, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("GetDeliveryHistory", SD_BUS_ARGS("t", from_usec, "t", to_usec, "t", bucket_usec),
                             SD_BUS_RESULT("a(tdd)", buckets), method_get_history, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("GetDrugDeliveryHistory",
+                            SD_BUS_ARGS("s", drug, "t", from_usec, "t", to_usec, "t", bucket_usec),
+                            SD_BUS_RESULT("a(tdd)", buckets), method_get_drug_history, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("GetRefillHistory", SD_BUS_ARGS("t", from_usec), SD_BUS_RESULT("a(tdddddb)", refills),
                             method_get_refills, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ReplaceBattery", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,

@@ -184,7 +184,6 @@ std::string encode_input(const LoopInput& in) {
       o.i64(c.duration.count());
       o.u8(static_cast<std::uint8_t>(c.alarm));
       o.i64(c.steps.count);
-      o.b(c.catheter_replaced);
       o.b(c.plan != nullptr);
       if (c.plan != nullptr) o.bytes(encode_therapy_plan(*c.plan));
       o.b(c.state_in != nullptr);
@@ -303,7 +302,7 @@ bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
     case RecKind::command: {
       Command& c = rec.cmd;
       const std::uint8_t k = r.u8();
-      if (k > static_cast<std::uint8_t>(CommandKind::import_therapy)) {
+      if (k > static_cast<std::uint8_t>(CommandKind::test_alarm)) {
         why = "unknown command kind";
         return false;
       }
@@ -322,7 +321,6 @@ bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
       }
       c.alarm = static_cast<AlarmCode>(a);
       c.steps = Steps{r.i64()};
-      c.catheter_replaced = r.b();
       std::string err;
       if (r.b()) {
         const auto bytes = r.bytes();

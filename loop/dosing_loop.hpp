@@ -88,7 +88,7 @@ class DosingLoop {
   [[nodiscard]] std::uint64_t held_cycles() const { return held_cycles_.load(std::memory_order_relaxed); }
   /// How long (real time) the simulated world waits at most for a grant before it runs on
   /// and the core runs out of budget as a real pump would (a failing journal, S7).
-  static constexpr std::int64_t kMaxHoldUs = 2'000'000;
+  static constexpr std::int64_t kMaxHoldUs = 10'000'000;
   /// Page faults of the dosing thread since its first cycle.  Costs the loop nothing: the
   /// thread samples getrusage(RUSAGE_THREAD) once before its first cycle and once after
   /// its last; in between this reads /proc/self/task/TID/stat (any thread but the loop).

@@ -684,6 +684,24 @@ int cmd_clinician_bolus(sd_bus* bus, const Global& g, const Args& a) {
 // Pump replacement (SPEC 2): the therapy document of this unit to a file, and back on the
 // new unit.  The file is written whole (temporary file, fsync, rename), readable by its
 // owner only: it holds the patient's therapy.
+/// The solution's drugs (Drugs: primary first, then the admixture), each with its 24 h
+/// mass against its own limit: what export and import carry.
+void print_solution(sd_bus* bus) {
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  std::vector<DrugFigure> drugs;
+  if (sd_bus_get_property(bus, kService, kPath, kIface, prop::kDrugs, &e, &reply, "a(sddd)") >= 0) {
+    (void)read_drugs(reply, drugs);
+  }
+  sd_bus_message_unref(reply);
+  sd_bus_error_free(&e);
+  for (std::size_t i = 0; i < drugs.size(); ++i) {
+    const auto& d = drugs[i];
+    std::cout << (i == 0 ? "  Drug:      " : "  Admixture: ") << d.name << ", " << human_conc(d.conc) << ": "
+              << human_mass(d.delivered) << " in 24 h of " << human_mass(d.limit) << " limit\n";
+  }
+}
+
 int cmd_export(sd_bus* bus, const Global& g, const Args& a) {
   if (int e = need_args(a, 1, 1, "export FILE")) return e;
   sd_bus_message* reply = nullptr;
@@ -717,6 +735,7 @@ int cmd_export(sd_bus* bus, const Global& g, const Args& a) {
   }
   if (g.json) std::cout << "{\"file\":\"" << json_escape(a[0]) << "\",\"bytes\":" << text.size() << "}\n";
   else std::cout << "Therapy exported to " << a[0] << " (" << text.size() << " bytes); import it on the new unit with 'thecalctl import " << a[0] << "'\n";
+  if (!g.json) print_solution(bus);
   return kExitOk;
 }
 
@@ -733,6 +752,7 @@ int cmd_import(sd_bus* bus, const Args& a) {
   sd_bus_message_unref(reply);
   std::cout << "Therapy imported from " << a[0]
             << ". The reservoir is empty: refill with '--withdrawn 0 mL', check the catheter, then start.\n";
+  print_solution(bus);
   return kExitOk;
 }
 
@@ -981,8 +1001,17 @@ int cmd_events(sd_bus* bus, const Global& g, const Args& a) {
   return r < 0 ? kExitFailure : kExitOk;
 }
 
-int cmd_history(sd_bus* bus, const Global& g, const Args& a) {
-  if (int e = need_args(a, 0, 2, "history [SPAN [BUCKET]]  (default: 24 h in 1 h buckets)")) return e;
+int cmd_history(sd_bus* bus, const Global& g, const Args& all) {
+  // --drug NAME: one drug of the solution alone (GetDrugDeliveryHistory, an extra member).
+  const char* usage = "history [--drug NAME] [SPAN [BUCKET]]  (default: 24 h in 1 h buckets)";
+  std::string drug;
+  Args a;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (all[i] != "--drug") a.push_back(all[i]);
+    else if (i + 1 < all.size()) drug = all[++i];
+    else return need_args(Args{}, 1, 1, usage);  // --drug without a name
+  }
+  if (int e = need_args(a, 0, 2, usage)) return e;
   std::string err;
   double span = 86400e6;
   double bucket = 3600e6;
@@ -1009,7 +1038,9 @@ int cmd_history(sd_bus* bus, const Global& g, const Args& a) {
   }
   const std::uint64_t from = now > static_cast<std::uint64_t>(span) ? now - static_cast<std::uint64_t>(span) : 0;
   sd_bus_message* reply = nullptr;
-  int r = call(bus, kIface, "GetDeliveryHistory", &reply, "ttt", from, now, static_cast<std::uint64_t>(bucket));
+  int r = drug.empty() ? call(bus, kIface, "GetDeliveryHistory", &reply, "ttt", from, now, static_cast<std::uint64_t>(bucket))
+                       : call(bus, kIface, "GetDrugDeliveryHistory", &reply, "sttt", drug.c_str(), from, now,
+                              static_cast<std::uint64_t>(bucket));
   if (r < 0) return -r;
   r = sd_bus_message_enter_container(reply, 'a', "(tdd)");
   std::uint64_t t = 0;
@@ -1242,7 +1273,9 @@ const char* kHelp =
     "  test-alarm                      sound the high, medium and low alarm patterns once\n"
     "  alarms | ack CODE               list or acknowledge alarms\n"
     "  events [MAX]                    the event log, oldest first\n"
-    "  history [SPAN [BUCKET]]         delivered mass and volume, e.g. 'history 7 d 1 d'\n"
+    "  history [--drug NAME] [SPAN [BUCKET]]\n"
+    "                                  delivered mass and volume, e.g. 'history 7 d 1 d'; --drug:\n"
+    "                                  that drug's mass alone (primary or admixture)\n"
     "  recording FROM TO FILE          the flight recording of a window (at most 31 d), for thecal-replay;\n"
     "                                  times: now, now-DURATION, microseconds, YYYY-MM-DDTHH:MM:SSZ (clinician)\n"
     "  battery-replaced                record a battery replacement (clinician)\n"

@@ -2,6 +2,7 @@
 // typed arguments, on a synchronous dosing core.
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -179,6 +180,93 @@ TEST(PumpService, DeliveryHistoryAddsUpToWhatTheCoreCountedAndRefusesBadRanges) 
   EXPECT_EQ(u.service->delivery_history(to, from, 60'000'000).error->code, ErrorCode::out_of_range);
   EXPECT_EQ(u.service->delivery_history(from, to, 0).error->code, ErrorCode::out_of_range);
   EXPECT_EQ(u.service->events(std::numeric_limits<std::uint64_t>::max(), 1).error->code, ErrorCode::out_of_range);
+}
+
+// GetDrugDeliveryHistory (issue 16): morphine 1 mg/mL with bupivacaine 0.5 mg/mL.  Each
+// drug's buckets add up to its own mass at the tip; after a refill without bupivacaine, the
+// old solution still in the line (220 uL: 110 mcg of bupivacaine) is counted as it leaves,
+// then nothing; unknown drugs and bad windows are refused with OutOfRange.
+TEST(PumpService, DrugDeliveryHistoryCountsEachDrugAsTheSolutionAtTheTip) {
+  Unit u;
+  const std::string mix = continuous_yaml(
+      "1.5 mg/day", "admixture:\n  - { name: bupivacaine, concentration: 0.5 mg/mL, max_daily_dose: 2 mg }\n");
+  u.ready(mix);
+  auto& s = *u.service;
+  const auto from = static_cast<std::uint64_t>(to_usec(u.loop.h.now.wall)) - 60'000'000;
+  const Mass before = s.status().total_delivered_mass;
+  u.run(hours(2), seconds(10));
+  auto to = static_cast<std::uint64_t>(to_usec(u.loop.h.now.wall)) + 1;
+  const double morphine = to_mcg(s.status().total_delivered_mass - before);
+  ASSERT_GT(morphine, 100.0);  // 1.5 mg/day for 2 h is 125 mcg
+  const auto sum = [&](const char* drug, std::uint64_t t1) {
+    const auto h = s.drug_delivery_history(drug, from, t1, 3'600'000'000ULL);
+    EXPECT_TRUE(h.ok()) << drug;
+    double m = 0;
+    for (const auto& b : h.value) m += b.mcg;
+    return m;
+  };
+  EXPECT_NEAR(sum("morphine", to), morphine, 1e-6);
+  EXPECT_NEAR(sum("bupivacaine", to), 0.5 * morphine, 1e-6);
+  // The primary's buckets are GetDeliveryHistory's, volume included.
+  const auto all = s.delivery_history(from, to, 600'000'000ULL);
+  const auto one = s.drug_delivery_history("morphine", from, to, 600'000'000ULL);
+  ASSERT_TRUE(all.ok() && one.ok());
+  ASSERT_EQ(all.value.size(), one.value.size());
+  for (std::size_t i = 0; i < all.value.size(); ++i) {
+    EXPECT_EQ(one.value[i].start_us, all.value[i].start_us);
+    EXPECT_NEAR(one.value[i].mcg, all.value[i].mcg, 1e-9);
+    EXPECT_EQ(one.value[i].ul, all.value[i].ul);
+  }
+  // Refused: a drug in neither the solution nor the history, a bad window (as GetDeliveryHistory).
+  const auto unknown = s.drug_delivery_history("clonidine", from, to, 60'000'000);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error->code, ErrorCode::out_of_range);
+  EXPECT_NE(unknown.error->message.find("clonidine"), std::string::npos) << unknown.error->message;
+  EXPECT_EQ(s.drug_delivery_history("", from, to, 60'000'000).error->code, ErrorCode::out_of_range);
+  EXPECT_EQ(s.drug_delivery_history("bupivacaine", to, from, 60'000'000).error->code, ErrorCode::out_of_range);
+  EXPECT_EQ(s.drug_delivery_history("bupivacaine", from, to, 0).error->code, ErrorCode::out_of_range);
+  EXPECT_EQ(s.drug_delivery_history("morphine", 0, 1'000'000'000'000'000ULL, 1).error->code, ErrorCode::out_of_range);
+
+  // A refill with morphine alone: bupivacaine leaves the line over the next 220 uL, then stops.
+  const double bupi_before = sum("bupivacaine", to);
+  ASSERT_TRUE(u.call([&](auto d) { s.refill(clinician(), s.status().reservoir, mL(20), continuous_yaml(), d); }).ok());
+  ASSERT_EQ(s.status().drugs.size(), 1U);
+  u.run(hours(8), seconds(10));  // 1500 uL/day: the line turns over in 3.5 h
+  to = static_cast<std::uint64_t>(to_usec(u.loop.h.now.wall)) + 1;
+  const double after = sum("bupivacaine", to) - bupi_before;
+  EXPECT_NEAR(after, 0.5 * 220.0, 0.5 * 0.25 * 2 + 1e-6);  // the old line, within a step or two
+  const auto late = s.drug_delivery_history("bupivacaine", to - 3'600'000'000ULL, to, 3'600'000'000ULL);
+  ASSERT_TRUE(late.ok()) << "a drug in the kept history stays known";
+  EXPECT_EQ(late.value.at(0).mcg, 0.0);
+  EXPECT_NEAR(sum("morphine", to), to_mcg(s.status().total_delivered_mass - before), 1e-6);
+}
+
+// The per-drug history's bookkeeping: the primary's total runs on across a change of drug;
+// an admixture slot's starts again when it takes another drug or a new core counts.
+TEST(DeliveryHistory, DrugTotalsFollowTheirPlaceAndThePrimaryRunsOnAcrossAChangeOfDrug) {
+  app::DeliveryHistory h;
+  constexpr std::int64_t kMin = app::DeliveryHistory::kMinuteUs;
+  const std::int64_t t0 = 1'790'000'000LL * 1'000'000 - 1'790'000'000LL * 1'000'000 % kMin;
+  h.record_drug_totals(t0, {{"morphine", 100}, {"bupivacaine", 50}, {"", 0}});  // the base
+  h.record_drug_totals(t0 + kMin, {{"morphine", 110}, {"bupivacaine", 55}, {"", 0}});
+  h.record_drug_totals(t0 + 2 * kMin, {{"hydromorphone", 112}, {"clonidine", 1}, {"ziconotide", 0.25}});
+  h.record_drug_totals(t0 + 3 * kMin, {{"hydromorphone", 113}, {"clonidine", 0.5}, {"ziconotide", 0.5}});
+  const auto minutes = [&](const char* drug) {
+    const auto q = h.query_drug(drug, static_cast<std::uint64_t>(t0), static_cast<std::uint64_t>(t0 + 4 * kMin),
+                                static_cast<std::uint64_t>(kMin));
+    EXPECT_TRUE(q.has_value());
+    std::vector<double> m;
+    for (const auto& b : q.value_or(std::vector<app::DeliveryHistory::Bucket>{})) m.push_back(b.mcg);
+    return m;
+  };
+  EXPECT_EQ(minutes("morphine"), (std::vector<double>{0, 10, 0, 0}));
+  EXPECT_EQ(minutes("bupivacaine"), (std::vector<double>{0, 5, 0, 0}));
+  EXPECT_EQ(minutes("hydromorphone"), (std::vector<double>{0, 0, 2, 1}));
+  EXPECT_EQ(minutes("clonidine"), (std::vector<double>{0, 0, 1, 0.5}));
+  EXPECT_EQ(minutes("ziconotide"), (std::vector<double>{0, 0, 0.25, 0.25}));
+  EXPECT_TRUE(h.knows_drug("bupivacaine"));
+  EXPECT_FALSE(h.knows_drug("baclofen"));
+  EXPECT_FALSE(h.query_drug("morphine", 10, 5, 1).has_value());
 }
 
 TEST(PumpService, TheLastMinuteLatencyWindowIsTheDifferenceOfTwoMinutesWithTheExactMax) {

@@ -33,6 +33,20 @@
 // 24-40 h, the rest start on a random day of autumn 2026 and run 6-36 h; cycles are 20 s
 // to 5 min.  The core integrates between exact boundaries, so coarse cycles are legitimate
 // and the accuracy bound does not depend on the cycle length.
+//
+// Admixture (issue 16): one seed in four (any kind) adds 1-3 admixture drugs, each with its
+// own concentration and rolling-24 h limit (a quarter of them tight, so that S1 holds back
+// for the admixture drug), drawn from a second random stream so that the other scenarios
+// stay as they were.  The refill's second solution changes one admixture drug's
+// concentration (x2 or x0.5), in half of them at the same primary concentration.  The
+// oracle counts every drug on its own: a plug-flow catheter per drug fed with the steps and
+// the concentration the test put in the reservoir, and its own line of which solution each
+// part of the catheter holds.  Every cycle: S1 for every drug on the oracle's tip masses;
+// each drug's tip mass is the primary's times the concentration ratio of the solution that
+// left the tip; the core's rolling 24 h of each drug lies between the oracle's exact sum and
+// its sum widened by the ledger's slack; while one solution has been at the tip for the
+// whole window, the core's figure for each drug is the primary's times that solution's
+// ratio within one step; and a daily-limit hold is allowed if any drug lacks room.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -42,6 +56,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -253,7 +268,95 @@ TherapyPlan random_plan(Rng& r, const Shape& sh, WallTime now) {
   return p;
 }
 
+/// Admixture drugs for one seed in four (issue 16), from their own stream `m`: `p2` (the
+/// refill's solution) has one of them at another concentration, sometimes at the same
+/// primary concentration.
+void add_admixture(Rng& m, TherapyPlan& p, TherapyPlan& p2) {
+  static constexpr std::array<const char*, 3> kNames{"bupivacaine", "clonidine", "ziconotide"};
+  static constexpr std::array<double, 6> kConc{0.0025, 0.05, 0.5, 2, 7.5, 30};  // mg/mL
+  const double cp = to_mg_per_mL(p.concentration);
+  const auto n = static_cast<std::size_t>(m.irange(1, 3));
+  for (std::size_t i = 0; i < n; ++i) {
+    const double c = kConc[static_cast<std::size_t>(m.irange(0, 5))];
+    const double limit = to_mcg(p.max_daily_dose) * c / cp * m.uni(m.chance(0.25) ? 0.5 : 1.0, 1.3);
+    p.admixture.push_back(AdmixtureDrug{FixedString<32>{kNames[i]}, mg_per_mL(c), mcg(limit)});
+  }
+  p2.admixture = p.admixture;
+  auto& x = p2.admixture[static_cast<std::size_t>(m.irange(0, static_cast<std::int64_t>(n) - 1))];
+  x.concentration = x.concentration * (m.chance(0.5) ? 2.0 : 0.5);
+  if (m.chance(0.5)) p2.concentration = p.concentration;
+}
+
 // ---- the oracle's model of the therapy -------------------------------------------------
+
+/// The oracle's sum of its own tip masses over (now - 24 h - slack, now], kept as a running
+/// sum (asked every cycle); the window's start may move back when a restart widens the slack.
+struct WideSum {
+  std::vector<std::pair<std::int64_t, double>> e;
+  std::size_t first = 0;  // e[first..] lie in the window
+  double sum = 0;
+  void record(std::int64_t t, double m) {
+    if (m <= 0) return;
+    e.emplace_back(t, m);
+    sum += m;
+  }
+  double upper(std::int64_t now, std::int64_t slack) {
+    const std::int64_t start = now - kUsDay - slack;
+    while (first < e.size() && e[first].first <= start) sum -= e[first++].second;
+    while (first > 0 && e[first - 1].first > start) sum += e[--first].second;
+    return std::max(0.0, sum);
+  }
+};
+
+/// Which solution (0: the first plan's, 1: the refill's) each part of the line holds,
+/// plug flow; push() returns the volume of each that left the tip.
+class SolutionLine {
+ public:
+  explicit SolutionLine(double cap) : cap_(cap) {}
+  std::size_t last_out = 0;  // the solution that left the tip last
+  std::array<double, 2> push(double v, std::size_t id) {
+    std::array<double, 2> out{};
+    if (!q_.empty() && q_.back().id == id) {
+      q_.back().v += v;
+    } else {
+      q_.push_back({v, id});
+    }
+    double total = 0;
+    for (const auto& s : q_) total += s.v;
+    double excess = total - cap_;
+    while (excess > 1e-12 && !q_.empty()) {
+      auto& f = q_.front();
+      const double take = std::min(f.v, excess);
+      out[f.id] += take;
+      last_out = f.id;
+      f.v -= take;
+      excess -= take;
+      if (f.v <= 1e-12) q_.pop_front();
+    }
+    return out;
+  }
+
+ private:
+  struct Seg {
+    double v;
+    std::size_t id;
+  };
+  double cap_;
+  std::deque<Seg> q_;
+};
+
+/// One admixture drug as the oracle counts it (the test's own numbers, never the core's).
+struct OracleDrug {
+  std::string name;
+  double limit = 0;               // mcg in any rolling 24 h (the same in both solutions)
+  std::array<double, 2> conc{};   // mcg/uL in solution 0 and 1
+  double max_ratio = 0;           // the largest conc / primary conc of the two solutions
+  OracleCatheter cath{0};
+  OracleLedger exact;
+  WideSum wide;
+  double cycle_mass = 0;          // what left the tip in the last cycle
+  std::uint64_t pushes = 0;       // the core rounds every ledger entry up to 1 pg
+};
 
 struct OracleBolus {
   std::int64_t start;  // mono us
@@ -407,6 +510,13 @@ struct Scenario {
   Oracle o;
   TherapyPlan plan;
   TherapyPlan plan2;  // the same at another concentration (a refill: the bridge)
+  // Admixture seeds: every drug besides the primary, counted by the oracle alone.
+  std::vector<OracleDrug> drugs;
+  SolutionLine line{0};
+  std::array<double, 2> primary_conc{};  // mcg/uL of the primary in solution 0 and 1
+  std::size_t tip_solution = 0;          // the solution that last left the tip
+  std::int64_t tip_since = INT64_MIN / 2;
+  std::uint64_t admix_holds = 0;  // hold cycles where only an admixture drug lacked room
   const TherapyPlan* current = nullptr;
   std::vector<std::int64_t> patient_starts;
   std::uint64_t restarts = 0;
@@ -528,6 +638,8 @@ struct Scenario {
 
   void check_cycle(std::int64_t t0, PumpState before, bool jumped, bool restarted, double tip_before,
                    std::uint64_t steps_before);
+  void feed_drugs(double primary_mass);
+  void check_drugs(std::int64_t t1, double vps);
   void run();
 };
 
@@ -541,6 +653,8 @@ void Scenario::check_cycle(std::int64_t t0, PumpState before, bool jumped, bool 
   const double truth_24h = h.truth.sum(t1);
   // S1, from the oracle's own tip masses.
   ASSERT_LE(truth_24h, limit + 1e-6) << "S1 broken";
+  check_drugs(t1, to_uL(h.board.volume_per_step));
+  if (::testing::Test::HasFatalFailure()) return;
   // The motor only where the state machine allows it; never with a high alarm active.
   if (h.out.steps > 0) {
     ASSERT_TRUE(oracle_may_step(s.state)) << to_string(s.state);
@@ -604,8 +718,18 @@ void Scenario::check_cycle(std::int64_t t0, PumpState before, bool jumped, bool 
   if (daily || s.daily_limit_hold) {
     const double cycle_mass = o.mass_bound(t0, t1);
     const double upper = o.upper(t1, o.ledger_slack + (t1 - t0));
-    ASSERT_GT(upper + cycle_mass + 2 * vps * o.max_conc, limit * (1 - 1e-9))
-        << "held back at the daily limit with room: oracle 24 h " << upper << " of " << limit << " mcg";
+    const bool primary_room = upper + cycle_mass + 2 * vps * o.max_conc <= limit * (1 - 1e-9);
+    // Admixture: the hold may be for any drug of the solution (its mass at the tip is the
+    // primary's times the ratio of the solution there, at most the larger of the two).
+    bool room = primary_room;
+    for (auto& d : drugs) {
+      const double du = d.wide.upper(t1, o.ledger_slack + (t1 - t0));
+      const double step = vps * std::max(d.conc[0], d.conc[1]);
+      room = room && du + cycle_mass * d.max_ratio + 2 * step + 1e-6 * static_cast<double>(d.pushes + 1) <=
+                         d.limit * (1 - 1e-9);
+    }
+    ASSERT_FALSE(room) << "held back at the daily limit with room: oracle 24 h " << upper << " of " << limit << " mcg";
+    if (primary_room) ++admix_holds;  // only an admixture drug lacked room
   }
   // Accuracy: over a clean stretch, tip mass = the prescription's integral within a step.
   const bool flex = current->basal_mode == BasalMode::flex;
@@ -635,18 +759,96 @@ void Scenario::check_cycle(std::int64_t t0, PumpState before, bool jumped, bool 
   h.events.clear();
 }
 
+void Scenario::feed_drugs(double primary_mass) {
+  if (drugs.empty()) return;
+  for (auto& d : drugs) d.cycle_mass = 0;
+  if (h.out.steps == 0) return;
+  const double v = to_uL(h.board.volume_per_step) * static_cast<double>(h.out.steps);
+  const std::size_t sol = current == &plan2 ? 1 : 0;  // the reservoir holds what the test put in last
+  const auto out = line.push(v, sol);
+  const std::int64_t t = to_usec(h.now.mono);
+  if (out[0] + out[1] > 0 && (line.last_out != tip_solution || out[1 - line.last_out] > 0)) {
+    tip_solution = line.last_out;
+    tip_since = t;
+  }
+  // The oracle's two models agree: the primary's tip mass is the solutions' volumes that
+  // left times their primary concentrations.
+  const double primary_expected = out[0] * primary_conc[0] + out[1] * primary_conc[1];
+  ASSERT_NEAR(primary_mass, primary_expected, 1e-9 * (1 + primary_mass)) << "the oracle's solution line";
+  for (auto& d : drugs) {
+    const double m = d.cath.push(v, d.conc[sol]);
+    // Each drug's tip mass: the primary's of each solution that left, times its ratio.
+    double expected = 0;
+    for (std::size_t k = 0; k < 2; ++k) {
+      if (out[k] > 0) expected += out[k] * primary_conc[k] * (d.conc[k] / primary_conc[k]);
+    }
+    ASSERT_NEAR(m, expected, 1e-9 * (1 + m)) << d.name << ": tip mass against the primary's times the ratio";
+    d.cycle_mass = m;
+    d.exact.add(t, m);
+    d.wide.record(t, m);
+    if (m > 0) ++d.pushes;
+  }
+}
+
+void Scenario::check_drugs(std::int64_t t1, double vps) {
+  const auto& slots = h.core->drug_slots();
+  for (auto& d : drugs) {
+    const double exact = d.exact.sum(t1);
+    ASSERT_LE(exact, d.limit + 1e-6) << "S1 broken for the admixture drug " << d.name;
+    const PumpCore::DrugSlot* slot = nullptr;
+    for (const auto& k : slots) {
+      if (k.name.view() == d.name) slot = &k;
+    }
+    ASSERT_NE(slot, nullptr) << d.name << " has no ledger in the core";
+    const double core = to_mcg(slot->ledger.sum(h.now.mono));
+    const double rounding = 1e-6 * static_cast<double>(d.pushes + 1);  // 1 pg up per entry
+    ASSERT_GE(core + 1e-9 * (1 + exact), exact) << d.name << ": the core's 24 h under-counts";
+    const double wide = d.wide.upper(t1, o.ledger_slack);
+    ASSERT_LE(core, wide + rounding + 1e-9 * (1 + core)) << d.name << ": the core's 24 h counts mass that never left the tip";
+    if (t1 - tip_since > kUsDay + o.ledger_slack) {
+      // One solution at the tip for the whole window: the primary's figure times its ratio.
+      const double ratio = d.conc[tip_solution] / primary_conc[tip_solution];
+      ASSERT_NEAR(core, to_mcg(h.st().delivered_24h) * ratio, vps * d.conc[tip_solution] + 2 * rounding)
+          << d.name << " against the primary's 24 h times " << ratio;
+    }
+  }
+}
+
 void Scenario::run() {
   h.now.wall = wall_us(sh.start_wall);
   h.core = std::make_unique<PumpCore>(h.board, h.now);
   plan = random_plan(r, sh, h.now.wall);
   plan2 = plan;
   plan2.concentration = plan.concentration * (r.chance(0.5) ? 2.0 : 0.5);
+  if (seed % 4 == 1) {
+    Rng m(seed ^ 0xAD3174E5ULL);  // its own stream: the other scenarios stay as they were
+    add_admixture(m, plan, plan2);
+  }
   current = &plan;
   o.plan = &plan;
   o.max_conc = std::max(to_mg_per_mL(plan.concentration), to_mg_per_mL(plan2.concentration));
   h.ready(plan, false);
   if (::testing::Test::HasFatalFailure()) return;
   o.reservoir = 20'000 - to_uL(h.board.volume_per_step) * static_cast<double>(h.steps_out);
+  if (!plan.admixture.empty()) {
+    const double cap = to_uL(plan.catheter_volume);
+    primary_conc = {to_mg_per_mL(plan.concentration), to_mg_per_mL(plan2.concentration)};
+    line = SolutionLine{cap};
+    const double primed = to_uL(h.board.volume_per_step) * static_cast<double>(h.steps_out);
+    (void)line.push(primed, 0);
+    for (std::size_t i = 0; i < plan.admixture.size(); ++i) {
+      OracleDrug d;
+      d.name = std::string(plan.admixture[i].name.view());
+      d.limit = to_mcg(plan.admixture[i].max_daily_dose);
+      d.conc = {to_mg_per_mL(plan.admixture[i].concentration), to_mg_per_mL(plan2.admixture[i].concentration)};
+      d.max_ratio = std::max(d.conc[0] / primary_conc[0], d.conc[1] / primary_conc[1]);
+      d.cath = OracleCatheter{cap};
+      const double m = d.cath.push(primed, d.conc[0]);  // priming fills the line
+      d.exact.add(to_usec(h.now.mono), m);
+      d.wide.record(to_usec(h.now.mono), m);
+      drugs.push_back(std::move(d));
+    }
+  }
   o.rebase(to_usec(h.now.wall));
   if (plan.trial_ends) o.trial_end = to_usec(h.now.mono) + (to_usec(*plan.trial_ends) - to_usec(h.now.wall));
   ASSERT_TRUE(send({.kind = CommandKind::start}).ok());
@@ -775,6 +977,8 @@ void Scenario::run() {
     const double tip_before = h.tip_mass_total;
     const std::uint64_t steps_before = h.st().steps_issued;
     h.cycle(sh.cycle, jump);
+    feed_drugs(h.tip_mass_total - tip_before);
+    if (::testing::Test::HasFatalFailure()) return;
     // thecald checkpoints at once on every event but a refusal or a budget stop.
     bool journal_now = false;
     for (const auto& e : h.events) {
@@ -795,6 +999,8 @@ struct Totals {
   std::int64_t total_us = 0;
   double worst = 0;
   std::array<std::uint64_t, 4> kinds{};
+  std::uint64_t admixture = 0;    // scenarios with admixture drugs
+  std::uint64_t admix_holds = 0;  // hold cycles where only an admixture drug lacked room
 };
 
 void run_seed(std::uint64_t seed, Totals& t) {
@@ -813,6 +1019,8 @@ void run_seed(std::uint64_t seed, Totals& t) {
   t.total_us += sc->o.total_us;
   t.worst = std::max(t.worst, sc->o.worst);
   ++t.kinds[static_cast<std::size_t>(sc->sh.kind)];
+  t.admixture += sc->drugs.empty() ? 0 : 1;
+  t.admix_holds += sc->admix_holds;
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -837,12 +1045,18 @@ TEST(Property, RandomTherapiesKeepEveryInvariant) {
             << ", fall back " << t.kinds[2] << ", plain " << t.kinds[3] << "), " << t.restarts << " restarts, "
             << t.periodic_checked << " periodic doses checked against the schedule; accuracy checked over "
             << 100.0 * static_cast<double>(t.clean_us) / static_cast<double>(t.total_us)
-            << " % of the time, worst " << t.worst << " step\n";
+            << " % of the time, worst " << t.worst << " step; " << t.admixture << " with an admixture, "
+            << t.admix_holds << " cycles held back for an admixture drug alone\n";
   // Liveness over the whole run: most of the time is checked for accuracy (a core that
   // stopped or held back on its own would leave little clean time, and fail the state
   // check above first).
   EXPECT_GT(static_cast<double>(t.clean_us), 0.5 * static_cast<double>(t.total_us));
   EXPECT_GT(t.periodic_checked, runs / 10);
+  // The admixture scenarios ran, and S1 did bind for an admixture drug alone.
+  EXPECT_GE(t.admixture, runs / 5);
+  if (runs >= 1000) {
+    EXPECT_GT(t.admix_holds, 0U);
+  }
 }
 
 // The oracle's own clock, checked against the dates it must know.

@@ -15,6 +15,7 @@
 #include <limits>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -465,6 +466,7 @@ TEST_F(Roles, ThePolicyAloneGivesEachRoleExactlyItsRights) {
       {"org.freedesktop.DBus.Peer.Ping", {}, Who::any},
       {"org.thecal.Pump1.GetEvents", {}, Who::any},
       {"org.thecal.Pump1.GetDeliveryHistory", {}, Who::any},
+      {"org.thecal.Pump1.GetDrugDeliveryHistory", {}, Who::any},
       {"org.thecal.Pump1.GetRefillHistory", {}, Who::any},
       {"org.thecal.Pump1.PreviewPrescription", {}, Who::any},
       {"org.thecal.Pump1.RequestBolus", {}, Who::patient},
@@ -846,6 +848,85 @@ TEST_F(Api, APatientBolusIsRefusedWhenTheAdmixtureDrugWouldCrossItsLimit) {
   EXPECT_EQ(after[1].conc, 5000.0);
   EXPECT_GE(after[1].delivered, drugs[1].delivered - 1.0);  // the same ledger (a minute may leave it)
   EXPECT_LE(after[1].delivered, 4000.0);
+}
+
+// GetDrugDeliveryHistory (extra member, issue 16): each drug's own mass at the tip per bucket.
+// Morphine 10 mg/mL with bupivacaine 5 mg/mL, the line primed with the same solution: every
+// bucket's bupivacaine is half its morphine, and morphine's equals GetDeliveryHistory's.
+TEST_F(Api, DrugDeliveryHistoryCountsEachDrugAtTheTip) {
+  std::string text = kMixPrescription;
+  const std::string strong = "concentration: 10 mg/mL, max_daily_dose: 4 mg";
+  text.replace(text.find(strong), strong.size(), "concentration: 5 mg/mL, max_daily_dose: 5 mg");
+  const std::string file = dir.path() + "/mix.yaml";
+  std::ofstream(file) << text;
+  ASSERT_EQ(ctl({"load", file}).exit_code, 0) << ctl({"validate", file}).out;
+  ASSERT_EQ(ctl({"refill", "--withdrawn", "0 mL", "20 mL"}).exit_code, 0);
+  ASSERT_EQ(ctl({"time-scale", "3600"}).exit_code, 0);
+  ASSERT_EQ(ctl({"prime", "0.22 mL"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return client->get_bool(kPump, "CatheterPrimed") && state() == "idle"; }))
+      << daemon->log();
+  const std::uint64_t started = client->get_u64(kDiag, "WallClockUsec");
+  ASSERT_EQ(ctl({"start"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return client->get_u64(kDiag, "WallClockUsec") - started >= 3 * 3'600'000'000ULL; },
+                         60'000));
+  ASSERT_EQ(ctl({"time-scale", "1"}).exit_code, 0);
+  const std::uint64_t now = client->get_u64(kDiag, "WallClockUsec");
+  const std::uint64_t from = now - 3 * 3'600'000'000ULL;
+  using Buckets = std::vector<std::tuple<std::uint64_t, double, double>>;
+  const auto read = [&](const char* member, const char* drug) {
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_message* reply = nullptr;
+    const int r = drug == nullptr
+                      ? sd_bus_call_method(client->bus(), "org.thecal.Pump1", "/org/thecal/Pump1", kPump, member, &e,
+                                           &reply, "ttt", from, now, std::uint64_t{3'600'000'000ULL})
+                      : sd_bus_call_method(client->bus(), "org.thecal.Pump1", "/org/thecal/Pump1", kPump, member, &e,
+                                           &reply, "sttt", drug, from, now, std::uint64_t{3'600'000'000ULL});
+    Buckets out;
+    EXPECT_GE(r, 0) << member << " " << (drug != nullptr ? drug : "") << ": " << (e.name != nullptr ? e.name : "") << " "
+                    << (e.message != nullptr ? e.message : "");
+    if (r >= 0 && sd_bus_message_enter_container(reply, 'a', "(tdd)") >= 0) {
+      std::uint64_t t = 0;
+      double mcg = 0, ul = 0;
+      while (sd_bus_message_read(reply, "(tdd)", &t, &mcg, &ul) > 0) out.emplace_back(t, mcg, ul);
+    }
+    sd_bus_message_unref(reply);
+    sd_bus_error_free(&e);
+    return out;
+  };
+  const Buckets all = read("GetDeliveryHistory", nullptr);
+  const Buckets morphine = read("GetDrugDeliveryHistory", "morphine");
+  const Buckets bupi = read("GetDrugDeliveryHistory", "bupivacaine");
+  ASSERT_EQ(all.size(), 3u);
+  ASSERT_EQ(morphine.size(), 3u);
+  ASSERT_EQ(bupi.size(), 3u);
+  double total = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(std::get<0>(bupi[i]), from + i * 3'600'000'000ULL);
+    EXPECT_NEAR(std::get<1>(morphine[i]), std::get<1>(all[i]), 1e-6);
+    EXPECT_NEAR(std::get<1>(bupi[i]), 0.5 * std::get<1>(morphine[i]), 1e-6 + 1e-9 * std::get<1>(morphine[i]));
+    EXPECT_DOUBLE_EQ(std::get<2>(bupi[i]), std::get<2>(all[i]));  // the pump's volume
+    total += std::get<1>(bupi[i]);
+  }
+  EXPECT_GT(total, 50.0);  // 1.5 mg/day of morphine for about 3 h: ~94 mcg, bupivacaine half
+  EXPECT_LT(total, 150.0);
+  // thecalctl history --drug prints the same.
+  const auto js = ctl({"--json", "history", "--drug", "bupivacaine", "3 h", "1 h"});
+  ASSERT_EQ(js.exit_code, 0) << js.err;
+  EXPECT_NE(js.out.find("\"mcg\":"), std::string::npos) << js.out;
+  // An unknown drug and a bad window: OutOfRange, for thecalctl too.
+  EXPECT_EQ(client->call(kPump, "GetDrugDeliveryHistory", "sttt", "clonidine", from, now, std::uint64_t{60'000'000}),
+            "org.thecal.Pump1.Error.OutOfRange");
+  EXPECT_EQ(client->call(kPump, "GetDrugDeliveryHistory", "sttt", "", from, now, std::uint64_t{60'000'000}),
+            "org.thecal.Pump1.Error.OutOfRange");
+  EXPECT_EQ(client->call(kPump, "GetDrugDeliveryHistory", "sttt", "bupivacaine", now, from, std::uint64_t{60'000'000}),
+            "org.thecal.Pump1.Error.OutOfRange");
+  EXPECT_EQ(client->call(kPump, "GetDrugDeliveryHistory", "sttt", "bupivacaine", from, now, std::uint64_t{0}),
+            "org.thecal.Pump1.Error.OutOfRange");
+  const auto unknown = ctl({"history", "--drug", "clonidine"});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.err.find("OutOfRange"), std::string::npos) << unknown.err;
+  EXPECT_NE(unknown.err.find("clonidine"), std::string::npos) << unknown.err;
+  EXPECT_EQ(ctl({"history", "--drug"}).exit_code, 2);  // usage: --drug needs a name
 }
 
 }  // namespace

@@ -594,5 +594,35 @@ TEST(Lifecycle, PumpReplacementKeepsEveryLimitAndBadDocumentsAreRefusedWhole) {
   ASSERT_EQ(b.ctl({"time-scale", "1"}).exit_code, 0);
 }
 
+// Issue 16: export and import carry the admixture, and thecalctl shows it on both sides:
+// bupivacaine's own limit and its rolling 24 h mass arrive on the new unit.
+TEST(Lifecycle, ExportAndImportCarryTheAdmixture) {
+  Unit a;
+  ASSERT_NO_FATAL_FAILURE(a.infusing(source_dir() + "/examples/prescription-admixture.yaml"));
+  ASSERT_EQ(a.ctl({"bolus"}).exit_code, 0);
+  ASSERT_TRUE(a.sim_wait(3 * kHour, 20'000));
+  ASSERT_EQ(a.ctl({"time-scale", "1"}).exit_code, 0);
+  ASSERT_EQ(a.ctl({"suspend"}).exit_code, 0);
+  const auto before = a.c().drugs();
+  ASSERT_EQ(before.size(), 2u);
+  ASSERT_GT(before[1].delivered, 50.0);  // the bolus (75 mcg of bupivacaine) and 3 h of basal
+  const std::string file = a.dir.path() + "/therapy.export";
+  auto r = a.ctl({"export", file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Admixture: bupivacaine, 7.5 mg/mL"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("of 4 mg limit"), std::string::npos) << r.out;
+  Unit b;
+  r = b.ctl({"import", file});
+  ASSERT_EQ(r.exit_code, 0) << r.err << b.daemon_log();
+  EXPECT_NE(r.out.find("Admixture: bupivacaine"), std::string::npos) << r.out;
+  const auto after = b.c().drugs();
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[0].name, "morphine");
+  EXPECT_EQ(after[1].name, "bupivacaine");
+  EXPECT_EQ(after[1].limit, 4000.0);
+  EXPECT_GE(after[1].delivered, before[1].delivered - 1e-6);
+  EXPECT_LE(after[1].delivered, before[1].delivered + 1e-6);
+}
+
 }  // namespace
 }  // namespace thecal::test

@@ -132,6 +132,25 @@ class LoopRt : public ::testing::Test {
     recording = io::recording_header() + io::encode_start(board, t0, core.budget().count, *s, core.events_pending());
     records = 1;
   }
+  /// S15 on the real thread: what the loop recorded (scaled simulated clock with its holds,
+  /// time-scale changes, refills, alarms) replays bit for bit through the same core, and the
+  /// independent checker finds no violation.
+  void expect_replays_exactly(DosingLoop& loop, std::uint64_t steps_before_refill) {
+    pump(loop);
+    const io::Scan scan = io::scan_recording(recording + io::encode_end(records));
+    ASSERT_TRUE(scan.has_end) << scan.problem;
+    const replay::Result r = replay::replay(scan);
+    ASSERT_FALSE(r.divergence) << r.divergence->input << ": " << r.divergence->what;
+    EXPECT_TRUE(r.violations.empty()) << r.violations.front().rule << ": " << r.violations.front().what;
+    EXPECT_EQ(r.problem, "");
+    EXPECT_EQ(r.inputs, inputs);
+    EXPECT_GE(r.inputs, 12u);  // 11 commands and the first clock at least
+    EXPECT_GT(r.events_checked, 10u);
+    // The loop ran past its last input; the replay stops at it, with every step commanded
+    // until then (a stalled motor did not turn for some: the plant saw fewer).
+    EXPECT_LE(r.steps, core.status().steps_issued);
+    EXPECT_GT(r.steps, steps_before_refill);
+  }
 };
 
 TEST_F(LoopRt, NoHeapCallAndNoPageFaultInTheLoopAfterStart) {
@@ -265,6 +284,7 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultThroughFlexPeriodicDosesARefillAlarmsAndW
   ASSERT_TRUE(faults.valid);
   EXPECT_EQ(faults.minor, 0) << "minor page faults in the dosing thread after start";
   EXPECT_EQ(faults.major, 0) << "major page faults in the dosing thread after start";
+  expect_replays_exactly(loop, steps_before_refill);
 }
 
 TEST_F(LoopRt, NoHeapCallAndNoPageFaultWithAnAdmixtureThroughARefillAndItsHoldBack) {
@@ -281,6 +301,7 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultWithAnAdmixtureThroughARefillAndItsHoldBa
   stronger.admixture[0].concentration = mg_per_mL(7.5);
   stronger.admixture.push_back(AdmixtureDrug{FixedString<32>{"clonidine"}, mcg_per_mL(50), mcg(300)});
 
+  begin_recording();
   test::watch_from_this_thread();
   ASSERT_FALSE(loop.start().has_value());
   while (!loop.running()) {
@@ -315,22 +336,7 @@ TEST_F(LoopRt, NoHeapCallAndNoPageFaultWithAnAdmixtureThroughARefillAndItsHoldBa
   EXPECT_EQ(faults.minor, 0) << "minor page faults in the dosing thread after start";
   EXPECT_EQ(faults.major, 0) << "major page faults in the dosing thread after start";
 
-  // S15 on the real thread: what the loop recorded (scaled simulated clock with its holds,
-  // two time scales, a refill with a new concentration, a stall) replays bit for bit.
-  pump(loop);
-  const io::Scan scan = io::scan_recording(recording + io::encode_end(records));
-  ASSERT_TRUE(scan.has_end) << scan.problem;
-  const replay::Result r = replay::replay(scan);
-  ASSERT_FALSE(r.divergence) << r.divergence->input << ": " << r.divergence->what;
-  EXPECT_TRUE(r.violations.empty()) << r.violations.front().rule << ": " << r.violations.front().what;
-  EXPECT_EQ(r.problem, "");
-  EXPECT_EQ(r.inputs, inputs);
-  EXPECT_GE(r.inputs, 12u);  // 11 commands and the first clock at least
-  EXPECT_GT(r.events_checked, 10u);
-  // The loop ran past its last input; the replay stops at it, with every step commanded
-  // until then (the stalled motor did not turn for some: the plant saw fewer).
-  EXPECT_LE(r.steps, core.status().steps_issued);
-  EXPECT_GT(r.steps, steps_before_refill);
+  expect_replays_exactly(loop, steps_before_refill);
 }
 
 // The counter itself must see a heap call from another thread, or the test above proves

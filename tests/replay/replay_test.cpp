@@ -116,7 +116,7 @@ void scenario(Rig& r, const TherapyPlan& p) {
   r.send(Command{.kind = CommandKind::load_prescription, .plan = &p});
   r.send(Command{.kind = CommandKind::refill, .volume = mL(20), .withdrawn = uL(0)});
   r.run(seconds(1));
-  r.send(Command{.kind = CommandKind::prime, .volume = uL(220), .catheter_replaced = true});
+  r.send(Command{.kind = CommandKind::prime, .volume = uL(220)});
   r.run(minutes(20));
   r.send(Command{.kind = CommandKind::start});
   r.run(hours(2));
