@@ -34,7 +34,8 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 pkgs=(crossbuild-essential-arm64 cmake ninja-build pkg-config lintian dpkg-dev qemu-user-static binfmt-support
       libsystemd-dev:arm64 libgpiod-dev:arm64 libboost-dev:arm64 libboost-program-options-dev:arm64
-      libhowardhinnant-date-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libyaml-cpp0.7:arm64 libssl-dev:arm64)
+      libhowardhinnant-date-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libyaml-cpp0.7:arm64 libssl-dev:arm64
+      libcpp-httplib-dev:arm64 nlohmann-json3-dev)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
@@ -62,7 +63,7 @@ log "configuring $OUT"
 cmake -S "$SRC" -B "$OUT" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$SRC/cmake/aarch64-linux-gnu.cmake" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_PREFIX_PATH="$Y/usr" > "$OUT.configure.log" 2>&1 ||
   { cat "$OUT.configure.log" >&2; fail "configure"; }
-targets=(thecald thecalctl man_pages deb_changelog)
+targets=(thecald thecalctl thecal-dashboard thecal-replay man_pages deb_changelog)
 for t in config_unit_tests control_unit_tests daemon_loop_rt_tests daemon_unit_tests io_unit_tests journal_unit_tests; do
   grep -q "^build $t:" "$OUT/build.ninja" 2>/dev/null || grep -q "build $t: phony" "$OUT/build.ninja" && targets+=("$t")
 done
