@@ -292,11 +292,12 @@ bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
       const auto bytes = r.bytes();
       if (!r.ok) break;
       std::string err;
-      rec.state = decode_core_state(bytes, &err);
-      if (!rec.state) {
+      auto st = decode_core_state(bytes, &err);
+      if (!st) {
         why = "start record: " + err;
         return false;
       }
+      rec.state = std::make_shared<const CoreState>(std::move(*st));
       break;
     }
     case RecKind::command: {
@@ -325,20 +326,22 @@ bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
       if (r.b()) {
         const auto bytes = r.bytes();
         if (!r.ok) break;
-        rec.plan = decode_therapy_plan(bytes, &err);
-        if (!rec.plan) {
+        auto plan = decode_therapy_plan(bytes, &err);
+        if (!plan) {
           why = "command plan: " + err;
           return false;
         }
+        rec.plan = std::make_shared<const TherapyPlan>(std::move(*plan));
       }
       if (r.b()) {
         const auto bytes = r.bytes();
         if (!r.ok) break;
-        rec.state = decode_core_state(bytes, &err);
-        if (!rec.state) {
+        auto st = decode_core_state(bytes, &err);
+        if (!st) {
           why = "command state: " + err;
           return false;
         }
+        rec.state = std::make_shared<const CoreState>(std::move(*st));
       }
       rec.state_out = r.b();
       const std::uint8_t ref = r.u8();

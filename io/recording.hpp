@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -85,10 +86,12 @@ struct Recorded {
   BoardParams board{};
   std::int64_t budget = 0;
   std::uint64_t events_before = 0;  // events the recovery left pending: the first ones logged
-  std::optional<CoreState> state;  // start: the state the run began from; command: state_in
+  // start: the state the run began from; command: state_in.  Held by pointer: a CoreState is
+  // ~170 KB (the admixture's ledgers), and a scan keeps every record.
+  std::shared_ptr<const CoreState> state;
   // command
   Command cmd{};  // plan/state_in/state_out pointers are null; see the fields below
-  std::optional<TherapyPlan> plan;
+  std::shared_ptr<const TherapyPlan> plan;  // by pointer too: ~10 KB each
   bool state_out = false;
   ReplyKept reply{};
   // sensors

@@ -26,7 +26,7 @@ void Checker::clock(Now now) {
 void Checker::command(const io::Recorded& rec, const Reply& reply, PumpState before, Now now) {
   const Command& c = rec.cmd;
   if ((c.kind == CommandKind::load_prescription || c.kind == CommandKind::refill) && rec.plan && reply.ok()) {
-    plan_ = rec.plan;
+    plan_ = *rec.plan;
   }
   if (c.kind == CommandKind::patient_bolus && reply.ok()) {
     // S2: not when not infusing, not within lockout, not past max_per_day in 24 h.

@@ -97,7 +97,7 @@ TEST(RecordingFormat, EveryKindRoundTrips) {
   EXPECT_EQ(c.cmd.caller.uid, 1000U);
   EXPECT_TRUE(c.cmd.caller.clinician);
   EXPECT_EQ(c.cmd.withdrawn, uL(12.5));
-  ASSERT_TRUE(c.plan.has_value());
+  ASSERT_TRUE(c.plan != nullptr);
   EXPECT_EQ(c.plan->continuous_rate, mg_per_day(1.5));
   EXPECT_EQ(c.plan->drug.view(), "morphine");
   EXPECT_EQ(c.reply.refusal, Refusal::out_of_range);
