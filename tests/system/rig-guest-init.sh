@@ -259,7 +259,7 @@ check "battery_eri clears when nLOW is released" [ $r = 0 ]
 check_cadence "medium (battery_eri)" 8000 200 0 400 800
 
 # ---- prime: steps on the step line, count and rate; the encoder -------------------------
-ctl load /etc/thecal/prescription.yaml > /dev/null || fail "load prescription"
+ctl load --yes /etc/thecal/prescription.yaml > /dev/null || fail "load prescription"
 ctl refill --withdrawn "0 mL" "20 mL" || fail "refill"
 # The encoder's interrupts: the kernel's own count of the edges it delivered to thecald (the
 # line's event request is the only interrupt named thecald).
