@@ -9,9 +9,9 @@
 #include <memory>
 #include <stdexcept>
 
-#include <openssl/evp.h>
 
 #include "config/sha256.hpp"
+#include "app/base64.hpp"
 #include "app/journal_keeper.hpp"
 
 namespace thecal::app {
@@ -22,44 +22,6 @@ constexpr std::string_view kMagic = "THECAL THERAPY EXPORT\n";
 constexpr std::string_view kPayloadMagic = "THTX";
 constexpr std::string_view kDocSumKey = "document-sha256: ";
 constexpr std::size_t kMaxEvents = 1'000'000;
-
-// Base64 by OpenSSL (already linked for SHA-256): EVP_Encode* writes 64-column lines,
-// EVP_Decode* skips line breaks and refuses any other character or bad padding.
-std::string base64(std::string_view in) {
-  std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> ctx(EVP_ENCODE_CTX_new(), EVP_ENCODE_CTX_free);
-  std::string out(in.size() / 48 * 65 + 70, '\0');  // 64 columns + newline per 48 bytes, and the tail
-  int n = 0;
-  int total = 0;
-  EVP_EncodeInit(ctx.get());
-  for (std::size_t at = 0; at < in.size();) {
-    const int chunk = static_cast<int>(std::min<std::size_t>(in.size() - at, 1 << 20));
-    if (EVP_EncodeUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + total,
-                         &n, reinterpret_cast<const unsigned char*>(in.data()) + at, chunk) != 1) {
-      throw std::runtime_error("base64 encoding failed");
-    }
-    total += n;
-    at += static_cast<std::size_t>(chunk);
-  }
-  EVP_EncodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + total, &n);
-  out.resize(static_cast<std::size_t>(total) + static_cast<std::size_t>(n));
-  return out;
-}
-
-std::optional<std::string> unbase64(std::string_view in) {
-  std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> ctx(EVP_ENCODE_CTX_new(), EVP_ENCODE_CTX_free);
-  if (in.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) return std::nullopt;
-  std::string out(in.size() / 4 * 3 + 3, '\0');
-  int n = 0;
-  EVP_DecodeInit(ctx.get());
-  if (EVP_DecodeUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &n,
-                       reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size())) < 0) {
-    return std::nullopt;
-  }
-  int m = 0;
-  if (EVP_DecodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + n, &m) != 1) return std::nullopt;
-  out.resize(static_cast<std::size_t>(n) + static_cast<std::size_t>(m));
-  return out;
-}
 
 void put_u32(std::string& s, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>(v >> (8 * i)));
@@ -165,7 +127,7 @@ std::string encode_therapy_document(const CoreState& state, std::string_view pre
   line("payload-bytes: %zu\n", payload.size());
   doc += "payload-sha256: " + config::sha256_hex(payload) + "\n";
   doc += "payload:\n";
-  doc += base64(payload);
+  doc += base64_encode(payload);
   doc += "end\n";
   doc += std::string(kDocSumKey) + config::sha256_hex(doc) + "\n";
   return doc;
@@ -202,7 +164,7 @@ std::unique_ptr<TherapyDocument> decode_therapy_document(std::string_view text, 
                 std::to_string(kTherapyDocumentFormat) + "): update thecald on this unit");
   }
   if (*format != kTherapyDocumentFormat) return fail("unknown document format " + std::to_string(*format));
-  const auto payload = unbase64(covered.substr(pay_at + 10, end_at + 1 - (pay_at + 10)));
+  const auto payload = base64_decode(covered.substr(pay_at + 10, end_at + 1 - (pay_at + 10)));
   if (!payload) return fail("the payload is not valid base64");
   const auto bytes = number(header(head, "payload-bytes"));
   if (!bytes || *bytes != payload->size()) return fail("the payload's length does not match payload-bytes: truncated");

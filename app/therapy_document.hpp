@@ -9,7 +9,7 @@
 //   payload-bytes: N
 //   payload-sha256: HEX                   of the decoded payload
 //   payload:
-//   BASE64 lines (64 columns)             the payload, see below (OpenSSL's EVP base64;
+//   BASE64 lines (64 columns)             the payload, see below (app/base64.hpp, RFC 4648;
 //                                         a reader takes any line width)
 //   end
 //   document-sha256: HEX                  of every byte before this line

@@ -1,24 +1,43 @@
 #include "config/sha256.hpp"
 
-#include <openssl/evp.h>
+#include <gcrypt.h>
 
 #include <array>
 #include <stdexcept>
 
 namespace thecal::config {
 
+namespace {
+
+// libgcrypt wants gcry_check_version() before its first use.  libsystemd (linked into thecald)
+// initialises it the same way when it needs it; whoever comes first finishes the
+// initialisation, the other sees it finished.
+bool gcrypt_ready() {
+  static const bool ready = [] {
+    if (gcry_control(GCRYCTL_INITIALIZATION_FINISHED_P) != 0) return true;
+    if (gcry_check_version(nullptr) == nullptr) return false;
+    gcry_control(GCRYCTL_DISABLE_SECMEM, 0);  // nothing secret is hashed: no locked secure heap
+    gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0);
+    return true;
+  }();
+  return ready;
+}
+
+}  // namespace
+
 std::string sha256_hex(std::string_view data) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int n = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &n, EVP_sha256(), nullptr) != 1 || n != 32) {
-    throw std::runtime_error("OpenSSL could not compute a SHA-256 digest");
+  constexpr std::size_t kLen = 32;
+  if (!gcrypt_ready() || gcry_md_get_algo_dlen(GCRY_MD_SHA256) != kLen) {
+    throw std::runtime_error("libgcrypt could not compute a SHA-256 digest");
   }
+  std::array<unsigned char, kLen> digest{};
+  gcry_md_hash_buffer(GCRY_MD_SHA256, digest.data(), data.data(), data.size());
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  hex.reserve(2 * static_cast<std::size_t>(n));
-  for (unsigned int i = 0; i < n; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
+  hex.reserve(2 * kLen);
+  for (const unsigned char b : digest) {
+    hex += kHex[b >> 4];
+    hex += kHex[b & 15];
   }
   return hex;
 }

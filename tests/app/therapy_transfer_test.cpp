@@ -85,7 +85,7 @@ TEST(TherapyTransfer, ACorruptDocumentIsRefusedWholeAndLogged) {
   EXPECT_FALSE(io::read_file(new_unit.dir.path + "/prescription.yaml").has_value());
 }
 
-// The codec (OpenSSL's base64): a document whose payload is written in lines of another
+// The codec (app/base64.hpp): a document whose payload is written in lines of another
 // width (the envelope below writes 76 columns, as the first exports did) reads the same; a
 // character that is not base64, under checksums that were recomputed to match, is refused
 // by name; so is a payload cut short with its sums recomputed.

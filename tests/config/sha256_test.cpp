@@ -1,4 +1,4 @@
-// SHA-256 (OpenSSL EVP behind config::sha256_hex) against the NIST FIPS 180-4 / CAVP
+// SHA-256 (libgcrypt behind config::sha256_hex) against the NIST FIPS 180-4 / CAVP
 // example vectors.
 #include "config/sha256.hpp"
 

@@ -34,7 +34,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 pkgs=(crossbuild-essential-arm64 cmake ninja-build pkg-config lintian dpkg-dev qemu-user-static binfmt-support
       libsystemd-dev:arm64 libgpiod-dev:arm64 libboost-dev:arm64 libboost-program-options-dev:arm64
-      libhowardhinnant-date-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libyaml-cpp0.7:arm64 libssl-dev:arm64
+      libhowardhinnant-date-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libyaml-cpp0.7:arm64 libgcrypt20-dev:arm64
       libcpp-httplib-dev:arm64 nlohmann-json3-dev)
 need=()
 for p in "${pkgs[@]}"; do

@@ -34,7 +34,13 @@ for s in postinst prerm postrm; do [ -x "$OUT/control/$s" ] || fail "$s missing"
 ! grep -E '(enable|start) thecal-dashboard' "$OUT/control/postinst" || fail "postinst enables the dashboard"
 grep -q 'libsystemd0' "$OUT/control/control" || fail "shared-library dependencies not declared"
 grep -q '^Depends:.*procps' "$OUT/control/control" || fail "procps (/bin/kill of ExecReload) not in Depends"
-grep -q '^Depends:.*libssl3' "$OUT/control/control" || fail "libssl3 (SHA-256 of the prescription id) not in Depends"
+grep -q '^Depends:.*libgcrypt20' "$OUT/control/control" || fail "libgcrypt20 (SHA-256 of the prescription id) not in Depends"
+# OpenSSL's libcrypto would add 4.6 MB that thecald's mlockall keeps resident (README); the
+# dashboard may use it (Debian's cpp-httplib links libssl), the daemon must not.
+dpkg-deb -x "$deb" "$OUT/root"
+needed=$(objdump -p "$OUT/root/usr/sbin/thecald" | awk '$1 == "NEEDED" {print $2}')
+grep -q '^libgcrypt' <<<"$needed" || fail "thecald does not link libgcrypt: $(tr '\n' ' ' <<<"$needed")"
+! grep -qE '^lib(crypto|ssl)' <<<"$needed" || fail "thecald links OpenSSL: $(tr '\n' ' ' <<<"$needed")"
 lint=$(lintian --tag-display-limit 0 "$deb" 2>&1 | grep -E '^[EW]: ' || true)
 if [ -n "$lint" ]; then echo "$lint"; fail "lintian reports errors or warnings"; fi
 echo "lintian: clean"
