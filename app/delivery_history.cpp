@@ -26,6 +26,11 @@ void DeliveryHistory::restore_minute(std::int64_t minute_us, double mcg, double 
   b.second += ul;
 }
 
+void DeliveryHistory::restore_drug_minute(std::int64_t minute_us, const std::string& drug, double mcg) {
+  if (drug.empty() || !(mcg > 0)) return;
+  drug_minutes_[drug][minute_us - minute_us % kMinuteUs] += mcg;
+}
+
 void DeliveryHistory::restore_refill(const Refill& r) {
   refills_.push_back(r);
   if (refills_.size() > 10'000) refills_.erase(refills_.begin());
@@ -40,7 +45,11 @@ void DeliveryHistory::record_drug_totals(std::int64_t wall_us, const std::vector
     // it takes another drug (or a new core begins counting).
     const bool continues = i == 0 || (before.name == now.name && now.mcg >= before.mcg);
     const double dm = continues ? now.mcg - before.mcg : now.mcg;
-    if (dm > 0) drug_minutes_[now.name][wall_us - wall_us % kMinuteUs] += dm;
+    if (dm > 0) {
+      const std::int64_t minute = wall_us - wall_us % kMinuteUs;
+      drug_minutes_[now.name][minute] += dm;
+      if (on_drug_minute) on_drug_minute(minute, now.name, dm);
+    }
   }
   last_drugs_ = totals;
   for (auto& [name, minutes] : drug_minutes_) {

@@ -53,8 +53,11 @@ class DeliveryHistory {
   /// restore_*() put stored ones back without telling.
   std::function<void(std::int64_t minute_us, double mcg, double ul)> on_minute;
   std::function<void(const Refill& r)> on_refill;
+  /// Told every increase of one drug's minute (GetDrugDeliveryHistory's figures).
+  std::function<void(std::int64_t minute_us, const std::string& drug, double mcg)> on_drug_minute;
   void restore_minute(std::int64_t minute_us, double mcg, double ul);
   void restore_refill(const Refill& r);
+  void restore_drug_minute(std::int64_t minute_us, const std::string& drug, double mcg);
   [[nodiscard]] std::vector<Refill> refills_since(std::int64_t from_us) const;
 
   /// Buckets of `bucket_us` from `from_us` to `to_us` (end exclusive); nullopt if the

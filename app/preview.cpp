@@ -10,6 +10,7 @@
 
 #include "app/event_log.hpp"
 #include "control/pump_core.hpp"
+#include "control/solution.hpp"
 
 namespace thecal::app {
 
@@ -88,8 +89,8 @@ Outcome<PreviewResult> run_preview(const BoardParams& board, const CoreState& li
   // The candidate, as LoadPrescription (or, for another solution, a refill) would apply it.
   if (req.plan != nullptr) {
     const TherapyPlan& p = *req.plan;
-    const bool other_solution =
-        live.plan && live.reservoir > uL(0) && (!(live.plan->drug == p.drug) || live.plan->concentration != p.concentration);
+    // Another solution: another drug or concentration, of the primary or of the admixture.
+    const bool other_solution = live.plan && live.reservoir > uL(0) && !same_solution(*live.plan, p);
     if (!other_solution) {
       if (!live.plan || live.reservoir <= uL(0)) pumped = p.concentration;
       const Reply r = send({.kind = CommandKind::load_prescription, .plan = &p}, t0);

@@ -1,6 +1,7 @@
 // PumpCore: construction, programming commands, events and status.  The control cycle
 // (tick, integration, supervisor, step issue) is in pump_core_cycle.cpp.
 #include "control/pump_core.hpp"
+#include "control/solution.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -317,9 +318,6 @@ std::optional<std::string_view> PumpCore::plan_problem(const TherapyPlan& p) {
 
 // ---- admixture (SPEC 2, S1) --------------------------------------------------------------
 
-namespace {
-/// Whether two plans' reservoirs hold the same solution (drug, concentrations, admixture
-/// in any order).
 bool same_solution(const TherapyPlan& a, const TherapyPlan& b) {
   if (!(a.drug == b.drug) || a.concentration != b.concentration || a.admixture.size() != b.admixture.size()) {
     return false;
@@ -330,7 +328,6 @@ bool same_solution(const TherapyPlan& a, const TherapyPlan& b) {
     });
   });
 }
-}  // namespace
 
 std::optional<std::string_view> PumpCore::bind_slots(const TherapyPlan& p, SlotMap& out, Now now) const {
   std::array<bool, kDrugSlots> taken{};

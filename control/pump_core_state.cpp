@@ -298,6 +298,14 @@ Reply PumpCore::do_import(const Command& cmd, Now now) {
   budget_ = budget;  // granted by this unit's journal: still valid
   budget_exhausted_logged_ = budget_logged;
   for (const AlarmCode c : kOwnAlarms) alarms_[static_cast<std::size_t>(c)] = own_alarms[static_cast<std::size_t>(c)];
+  // The empty reservoir is set for the prescription's solution, every drug of it (the
+  // primary above, each admixture drug here, in the slot the import bound it to), as after
+  // a first LoadPrescription: Drugs shows the prescription's concentrations until the first
+  // Refill fills it (issue 16: the admixture drugs showed 0 mcg/mL until then).
+  reservoir_admix_ = AdmixConc{};
+  for (std::size_t i = 0; i < plan_->admixture.size(); ++i) {
+    if (plan_slots_[i] < kDrugSlots) reservoir_admix_[plan_slots_[i]] = plan_->admixture[i].concentration;
+  }
   publish(now, true);
   if (state_ != before) {
     Event e = make_event(EventType::state_changed, now.mono, now.wall, cmd.caller.uid);

@@ -5,8 +5,12 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <initializer_list>
 #include <map>
+#include <optional>
 #include <sstream>
+
+#include <yaml-cpp/yaml.h>
 
 namespace thecalctl {
 
@@ -90,6 +94,50 @@ std::optional<double> max_daily_dose_in(const std::string& yaml) {
   return std::nullopt;
 }
 
+namespace {
+
+/// "7.5 mg/mL", "4 mg": the number times the factor of its unit among `units`; nullopt else.
+std::optional<double> quantity(const std::string& text, std::initializer_list<std::pair<const char*, double>> units) {
+  double x = 0;
+  char unit[16] = {};
+  if (std::sscanf(text.c_str(), " %lf %15s", &x, unit) != 2 || !std::isfinite(x)) return std::nullopt;
+  for (const auto& [name, factor] : units) {
+    if (std::string(unit) == name) return x * factor;
+  }
+  return std::nullopt;
+}
+
+std::optional<SolutionDrug> solution_drug(const YAML::Node& n, const YAML::Node& limit) {
+  if (!n.IsMap() || !n["name"] || !n["concentration"] || !limit) return std::nullopt;
+  const auto conc = quantity(n["concentration"].as<std::string>(),
+                             {{"mg/mL", 1000.0}, {"mcg/mL", 1.0}, {"ug/mL", 1.0}, {"µg/mL", 1.0}});
+  const auto lim = quantity(limit.as<std::string>(), {{"mg", 1000.0}, {"mcg", 1.0}, {"ug", 1.0}, {"µg", 1.0}});
+  if (!conc || !lim) return std::nullopt;
+  return SolutionDrug{n["name"].as<std::string>(), *conc, *lim};
+}
+
+}  // namespace
+
+std::vector<SolutionDrug> solution_in(const std::string& yaml) {
+  try {
+    const YAML::Node doc = YAML::Load(yaml);
+    if (!doc.IsMap() || !doc["limits"] || !doc["limits"].IsMap()) return {};
+    auto primary = solution_drug(doc["drug"], doc["limits"]["max_daily_dose"]);
+    if (!primary) return {};
+    std::vector<SolutionDrug> out{*primary};
+    if (const YAML::Node mix = doc["admixture"]; mix && mix.IsSequence()) {
+      for (const auto& x : mix) {
+        auto d = x.IsMap() ? solution_drug(x, x["max_daily_dose"]) : std::nullopt;
+        if (!d) return {};
+        out.push_back(*d);
+      }
+    }
+    return out;
+  } catch (const YAML::Exception&) {
+    return {};
+  }
+}
+
 std::string preview_summary(const PreviewSide& old_side, const PreviewSide& new_side, const PreviewContext& ctx) {
   std::ostringstream o;
   std::optional<Figures> a;
@@ -121,6 +169,30 @@ std::string preview_summary(const PreviewSide& old_side, const PreviewSide& new_
     return mass(x.max_rolling_mcg) + (s.limit_mcg > 0 ? f(" (%.0f %% of limit)", 100.0 * x.max_rolling_mcg / s.limit_mcg) : "");
   });
   both("Daily limit (rolling 24 h)", [](const Figures&, const PreviewSide& s) { return s.limit_mcg > 0 ? mass(s.limit_mcg) : "?"; });
+  if (old_side.drugs.size() > 1 || new_side.drugs.size() > 1) {
+    // An admixture: each drug's highest rolling 24 h against its own limit.  The preview
+    // counts the primary drug; each other drug reaches the tip in the ratio of the
+    // solution's concentrations, so it is the primary's figure times that ratio (while a
+    // bridge still carries another solution the core's own per-drug ledger decides, and
+    // the alarms below name a drug it would hold back).
+    o << "Rolling 24 h by drug, highest (in the ratio of the solution):\n";
+    std::vector<std::string> names;
+    for (const auto* side : {&old_side, &new_side}) {
+      for (const auto& d : side->drugs) {
+        if (std::find(names.begin(), names.end(), d.name) == names.end()) names.push_back(d.name);
+      }
+    }
+    for (const auto& name : names) {
+      both("  " + name, [&](const Figures& x, const PreviewSide& s) -> std::string {
+        const auto d = std::find_if(s.drugs.begin(), s.drugs.end(), [&](const SolutionDrug& y) { return y.name == name; });
+        if (d == s.drugs.end()) return "not in this solution";
+        if (!(s.drugs.front().conc_mcg_per_ml > 0)) return "?";
+        const double v = x.max_rolling_mcg * d->conc_mcg_per_ml / s.drugs.front().conc_mcg_per_ml;
+        return mass(v) + " of " + mass(d->limit_mcg) +
+               (d->limit_mcg > 0 ? f(" (%.0f %%)", 100.0 * v / d->limit_mcg) : std::string());
+      });
+    }
+  }
   o << "Tip mass by local time of day (mean rate" << (ctx.with_boluses ? ", boluses included" : "") << "):\n";
   // Consecutive hours that read the same on both sides share a row.
   // Two significant digits: a 15 min bucket holds whole steps, so the third digit is noise.

@@ -27,11 +27,19 @@ struct Preview {
   std::vector<PreviewEvent> events;
 };
 
+/// One drug of a solution: the primary first, then the admixture (SPEC 3.1, Drugs).
+struct SolutionDrug {
+  std::string name;
+  double conc_mcg_per_ml = 0;
+  double limit_mcg = 0;  // its own rolling-24 h limit
+};
+
 struct PreviewSide {
   std::string label;                 // "in force" / the file's name
   std::optional<Preview> preview;    // none: no prescription (or it could not be previewed)
   std::string why;                   // when there is none
   double limit_mcg = 0;              // rolling-24 h limit (0: unknown)
+  std::vector<SolutionDrug> drugs;   // the solution, primary first (empty: unknown)
 };
 
 struct PreviewContext {
@@ -51,5 +59,9 @@ std::string preview_svg(const PreviewSide& old_side, const PreviewSide& new_side
 
 /// `max_daily_dose` as written in a prescription's text (mcg), for the plot's limit line.
 std::optional<double> max_daily_dose_in(const std::string& yaml);
+
+/// The solution a prescription's text describes (drug, then admixture: name, concentration,
+/// max_daily_dose); empty when it cannot be read (the pump validates; this is for the words).
+std::vector<SolutionDrug> solution_in(const std::string& yaml);
 
 }  // namespace thecalctl

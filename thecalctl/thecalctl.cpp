@@ -463,6 +463,8 @@ int show_preview(sd_bus* bus, const Global& g, const std::string& file, const st
   thecalctl::PreviewSide now_side{"in force" + (st.drug.empty() ? std::string() : " (" + st.drug + ")"), std::nullopt, "", st.limit};
   thecalctl::PreviewSide new_side{file.substr(file.find_last_of('/') + 1), std::nullopt, "", 0};
   new_side.limit_mcg = thecalctl::max_daily_dose_in(text).value_or(0);
+  new_side.drugs = thecalctl::solution_in(text);
+  for (const auto& d : st.drugs) now_side.drugs.push_back({d.name, d.conc, d.limit});
   thecalctl::Preview p;
   std::string why;
   if (int r = fetch_preview(bus, text, boluses, days, p, why); r != kExitOk) {

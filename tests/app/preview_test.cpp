@@ -128,7 +128,17 @@ void make_live(LivePump& pump, const TherapyPlan& live, Duration history) {
 /// The candidate as the clinician applies it (the test's own rule, SPEC 4).
 void apply_candidate(LivePump& pump, const TherapyPlan& cand) {
   const TherapyPlan& cur = *pump.core->plan();
-  if (!(cur.drug == cand.drug) || cur.concentration != cand.concentration) {
+  // Another solution: the primary drug or its concentration, or any admixture drug's.
+  bool other = !(cur.drug == cand.drug) || cur.concentration != cand.concentration ||
+               cur.admixture.size() != cand.admixture.size();
+  for (std::size_t i = 0; !other && i < cur.admixture.size(); ++i) {
+    bool found = false;
+    for (const auto& y : cand.admixture) {
+      found = found || (y.name == cur.admixture[i].name && y.concentration == cur.admixture[i].concentration);
+    }
+    other = !found;
+  }
+  if (other) {
     const Volume estimate = pump.core->status().reservoir;
     ASSERT_TRUE(pump.send({.kind = CommandKind::suspend}).ok());
     ASSERT_TRUE(pump.send({.kind = CommandKind::refill, .plan = &cand, .volume = cand.reservoir_capacity,
@@ -232,6 +242,36 @@ TEST(Preview, EqualsTheCoreRunCycleByCycleOnEachExample) {
     expect_preview_matches(pump, *cand, true, kExampleHorizon, hours(1));
     if (HasFatalFailure()) return;
   }
+}
+
+// Issue 16: a change of an admixture drug's concentration alone is another solution: the
+// preview applies it as a refill (LoadPrescription would refuse it in a filled reservoir),
+// and its figures equal the core's run cycle by cycle after that refill.
+TEST(Preview, AChangeOfTheAdmixtureAloneIsPreviewedAsARefill) {
+  const BoardParams board = test_board(msec(100));
+  const auto store = store_for(board);
+  const WallTime at = wall_us(kWall0);
+  std::string problems;
+  std::string text = read_example("prescription-admixture.yaml");
+  const auto live = store.compile(text, at, &problems);
+  ASSERT_TRUE(live) << problems;
+  const std::string from = "concentration: 7.5 mg/mL, max_daily_dose: 4 mg";
+  ASSERT_NE(text.find(from), std::string::npos);
+  text.replace(text.find(from), from.size(), "concentration: 5 mg/mL, max_daily_dose: 3 mg");
+  const auto cand = store.compile(text, at, &problems);
+  ASSERT_TRUE(cand) << problems;
+  LivePump pump(board);
+  make_live(pump, *live, hours(3));
+  if (HasFatalFailure()) return;
+  // LoadPrescription refuses it on this filled reservoir (the core's own rule) ...
+  {
+    LivePump other(board);
+    make_live(other, *live, hours(1));
+    if (HasFatalFailure()) return;
+    EXPECT_EQ(other.send({.kind = CommandKind::load_prescription, .plan = &*cand}).refusal, Refusal::invalid_state);
+  }
+  // ... and the preview shows it as the refill it needs.
+  expect_preview_matches(pump, *cand, true, days(2), hours(1));
 }
 
 /// A random valid prescription (morphine): continuous or flex, maybe periodic doses and a

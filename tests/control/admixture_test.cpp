@@ -398,3 +398,54 @@ TEST(Admixture, ADamagedAdmixtureTailIsRefused) {
 
 }  // namespace
 }  // namespace thecal::test
+
+namespace thecal::test {
+namespace {
+
+// Issue 16 remainder: Drugs shows every drug at the prescription's concentration while the
+// reservoir waits for its first fill, after a first Load and after an import (pump
+// replacement) alike; the admixture drugs showed 0 mcg/mL after an import.
+TEST(Admixture, BeforeTheFirstFillEveryDrugShowsThePrescriptionsConcentrationAfterALoadAndAfterAnImport) {
+  TherapyPlan p = mix_plan(mg_per_mL(5), mg(10));
+  p.admixture.push_back(AdmixtureDrug{FixedString<32>{"clonidine"}, mcg_per_mL(150), mcg(900)});
+  auto check = [&](const Status& s, const char* when) {
+    ASSERT_EQ(s.drugs.size(), 3U) << when;
+    EXPECT_EQ(s.reservoir, uL(0)) << when;
+    EXPECT_EQ(s.drugs[0].name.view(), "morphine") << when;
+    EXPECT_EQ(s.drugs[0].concentration, kMorphine) << when;
+    EXPECT_EQ(s.concentration, kMorphine) << when;
+    EXPECT_EQ(s.drugs[1].name.view(), "bupivacaine") << when;
+    EXPECT_EQ(s.drugs[1].concentration, mg_per_mL(5)) << when;
+    EXPECT_EQ(s.drugs[2].name.view(), "clonidine") << when;
+    EXPECT_EQ(s.drugs[2].concentration, mcg_per_mL(150)) << when;
+    EXPECT_EQ(s.drugs[2].daily_limit, mcg(900)) << when;
+  };
+  Harness fresh;
+  ASSERT_TRUE(fresh.send({.kind = CommandKind::load_prescription, .plan = &p}).ok());
+  check(fresh.st(), "after a first load");
+
+  // A unit that has run on it, suspended and exported; a new unit imports it.
+  Mix m;
+  m.ready(p);
+  m.run(hours(3));
+  ASSERT_TRUE(m.h.send({.kind = CommandKind::suspend}).ok());
+  auto exported = std::make_unique<CoreState>();
+  m.h.core->export_state(*exported, m.h.now);
+  const auto bytes = encode_core_state(*exported);
+  std::string err;
+  auto in = decode_core_state(std::string(bytes.begin(), bytes.end()), &err);  // as the document carries it
+  ASSERT_TRUE(in) << err;
+  Harness b;
+  b.now.wall = m.h.now.wall + minutes(10);
+  b.cycle(seconds(1));
+  ASSERT_TRUE(b.send({.kind = CommandKind::import_therapy, .state_in = &*in}).ok());
+  check(b.st(), "after an import");
+  EXPECT_EQ(b.st().drugs[1].delivered_24h, m.drug(1).delivered_24h);  // the ledger came along
+  // The first Refill (withdrawn 0) fills it with the same solution: nothing moves.
+  ASSERT_TRUE(b.send({.kind = CommandKind::refill, .volume = mL(20), .withdrawn = uL(0)}).ok());
+  EXPECT_EQ(b.st().drugs[1].concentration, mg_per_mL(5));
+  EXPECT_EQ(b.st().drugs[2].concentration, mcg_per_mL(150));
+}
+
+}  // namespace
+}  // namespace thecal::test

@@ -73,8 +73,10 @@ struct Unit {
     start();
   }
   /// Kills the daemon (SIGKILL: no clean stop) and starts it again on the same state dir.
-  void crash_and_restart() {
-    (void)proc->stop(SIGKILL, 5'000);
+  void crash_and_restart() { restart(SIGKILL); }
+  /// Stops the daemon with `sig` and starts it again on the same state dir.
+  void restart(int sig) {
+    (void)proc->stop(sig, 5'000);
     proc.reset();
     start();
   }
@@ -622,6 +624,56 @@ TEST(Lifecycle, ExportAndImportCarryTheAdmixture) {
   EXPECT_EQ(after[1].limit, 4000.0);
   EXPECT_GE(after[1].delivered, before[1].delivered - 1e-6);
   EXPECT_LE(after[1].delivered, before[1].delivered + 1e-6);
+}
+
+// Issue 16 remainder: Drugs right after an import, a restart and a first Load, before any
+// Refill: every drug at the prescription's concentration (examples/prescription-admixture:
+// morphine 10 mg/mL, bupivacaine 7.5 mg/mL), read at once, not after some delay.
+TEST(Lifecycle, DrugsShowsThePrescriptionsConcentrationsAtOnceAfterImportRestartAndLoad) {
+  constexpr double kMorphine = 10'000.0, kBupi = 7'500.0;  // mcg/mL, as the example writes them
+  auto expect_solution = [](Unit& u, const std::string& when) {
+    const auto d = u.c().drugs();
+    ASSERT_EQ(d.size(), 2u) << when;
+    EXPECT_EQ(d[0].name, "morphine") << when;
+    EXPECT_DOUBLE_EQ(d[0].conc, kMorphine) << when;
+    EXPECT_DOUBLE_EQ(u.c().get_double(kPump, "ConcentrationMcgPerMl"), kMorphine) << when;
+    EXPECT_EQ(d[1].name, "bupivacaine") << when;
+    EXPECT_DOUBLE_EQ(d[1].conc, kBupi) << when;
+    EXPECT_DOUBLE_EQ(d[1].limit, 4000.0) << when;
+  };
+  const std::string example = source_dir() + "/examples/prescription-admixture.yaml";
+  Unit a;
+  ASSERT_NO_FATAL_FAILURE(a.infusing(example));
+  ASSERT_TRUE(a.sim_wait(kHour, 20'000));
+  ASSERT_EQ(a.ctl({"time-scale", "1"}).exit_code, 0);
+  ASSERT_EQ(a.ctl({"suspend"}).exit_code, 0);
+  const std::string file = a.dir.path() + "/therapy.export";
+  ASSERT_EQ(a.ctl({"export", file}).exit_code, 0);
+
+  Unit b;
+  auto r = b.ctl({"import", file});
+  ASSERT_EQ(r.exit_code, 0) << r.err << b.daemon_log();
+  ASSERT_DOUBLE_EQ(b.c().get_double(kPump, "ReservoirUl"), 0.0);
+  ASSERT_NO_FATAL_FAILURE(expect_solution(b, "right after the import"));
+  // thecalctl status shows it too.
+  r = b.ctl({"status"});
+  EXPECT_NE(r.out.find("bupivacaine, 7.5 mg/mL"), std::string::npos) << r.out;
+  for (const int sig : {SIGKILL, SIGTERM}) {
+    b.restart(sig);
+    ASSERT_NO_FATAL_FAILURE(expect_solution(b, "right after a restart by signal " + std::to_string(sig)));
+  }
+  // The first Refill fills it with that solution: nothing moves.
+  ASSERT_EQ(b.ctl({"refill", "--withdrawn", "0 mL", "20 mL"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(expect_solution(b, "after the first refill"));
+  b.restart(SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(expect_solution(b, "filled, right after a restart"));
+
+  // A fresh unit: a first Load, before any Refill, shows the same; and after a restart.
+  Unit c;
+  ASSERT_EQ(c.ctl({"load", example}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(expect_solution(c, "after a first load"));
+  c.restart(SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(expect_solution(c, "loaded, right after a restart"));
 }
 
 }  // namespace

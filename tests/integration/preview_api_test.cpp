@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -227,6 +229,80 @@ TEST_F(PreviewApi, LoadOnATerminalShowsThePreviewAndLoadsOnlyOnYes) {
   EXPECT_NE(r.out.find("Loaded prescription"), std::string::npos) << r.out << r.err;
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(client->get_string(kPump, "PrescriptionId"), id);
+}
+
+/// "1.43 mg" / "950 mcg" at the start of `text`, in mcg; NaN if it is neither.
+double mass_mcg(const std::string& text) {
+  double v = 0;
+  char unit[8] = {};
+  if (std::sscanf(text.c_str(), " %lf %7s", &v, unit) != 2) return NAN;
+  if (std::string(unit) == "mg") return v * 1000;
+  if (std::string(unit) == "mcg") return v;
+  return NAN;
+}
+
+// Issue 16: on an admixture, load's old-versus-new summary has one line per drug, its highest
+// rolling 24 h against its own limit on each side.  The expected figures are computed here:
+// PreviewPrescription's primary-drug rolling 24 h (the same call thecalctl makes) times the
+// concentration ratio written in each prescription, against the limit written there.
+TEST_F(PreviewApi, LoadsSummaryShowsEachDrugOfAnAdmixtureAgainstItsLimit) {
+  ASSERT_NO_FATAL_FAILURE(infusing("prescription-admixture.yaml"));
+  const std::string id = client->get_string(kPump, "PrescriptionId");
+  // The new one: bupivacaine 5 mg/mL (from 7.5) with a limit of 3 mg (from 4).
+  std::string text = slurp_file(example("prescription-admixture.yaml"));
+  const std::string old_line = "{ name: bupivacaine, concentration: 7.5 mg/mL, max_daily_dose: 4 mg }";
+  ASSERT_NE(text.find(old_line), std::string::npos);
+  text.replace(text.find(old_line), old_line.size(), "{ name: bupivacaine, concentration: 5 mg/mL, max_daily_dose: 3 mg }");
+  const std::string file = dir.path() + "/weaker-bupivacaine.yaml";
+  std::ofstream(file) << text;
+
+  const std::string cmd = thecalctl_path() + " --address " + bus->address() + " load " + file;
+  const auto r = run({"/bin/sh", "-c", "printf 'n\\n' | script -qec '" + cmd + "' /dev/null"});
+  EXPECT_NE(r.out.find("Not loaded: nothing changed."), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(client->get_string(kPump, "PrescriptionId"), id);
+  ASSERT_NE(r.out.find("Rolling 24 h by drug"), std::string::npos) << r.out;
+
+  // What thecalctl load asks for: every allowed patient bolus, 90 days, 15-minute buckets.
+  auto highest = [&](const std::string& yaml) {
+    const auto p = preview(client->bus(), yaml, true, 90 * kDayUs, 15 * 60'000'000ULL);
+    EXPECT_EQ(p.error, "") << p.message;
+    double m = 0;
+    for (const auto& b : p.buckets) m = std::max(m, b.rolling);
+    return m;
+  };
+  const double old_morphine = highest("");
+  const double new_morphine = highest(text);
+  ASSERT_GT(old_morphine, 1500.0);  // 1.5 mg/day of basal and the patient boluses
+  struct Expect {
+    const char* drug;
+    double old_mcg, old_limit, new_mcg, new_limit;
+  };
+  const Expect expected[] = {
+      {"morphine", old_morphine, 3000, new_morphine, 3000},
+      {"bupivacaine", old_morphine * 7.5 / 10, 4000, new_morphine * 5 / 10, 3000},
+  };
+  for (const auto& e : expected) {
+    // "  <drug>" padded to 34, the old side padded to 38, then the new side (as the other rows).
+    const std::string label = std::string("  ") + e.drug;
+    const auto at = r.out.find("\n" + label + " ");
+    ASSERT_NE(at, std::string::npos) << e.drug << "\n" << r.out;
+    const std::string row = r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1);
+    ASSERT_GT(row.size(), 35u + 38u) << row;
+    const std::string old_side = row.substr(35, 38);
+    const std::string new_side = row.substr(35 + 38);
+    auto check = [&](const std::string& side, double mcg, double limit, const char* which) {
+      // "X of Y (Z %)", X and Y with three significant digits.
+      const auto of = side.find(" of ");
+      ASSERT_NE(of, std::string::npos) << which << ": " << row;
+      EXPECT_NEAR(mass_mcg(side), mcg, 0.01 * mcg) << which << ": " << row;
+      EXPECT_NEAR(mass_mcg(side.substr(of + 4)), limit, 1e-9) << which << ": " << row;
+      const auto pct = side.find('(');
+      ASSERT_NE(pct, std::string::npos) << which << ": " << row;
+      EXPECT_NEAR(std::atof(side.c_str() + pct + 1), 100.0 * mcg / limit, 1.0) << which << ": " << row;
+    };
+    check(old_side, e.old_mcg, e.old_limit, "old");
+    check(new_side, e.new_mcg, e.new_limit, "new");
+  }
 }
 
 TEST_F(PreviewApi, AFloodOfPreviewsDelaysNeitherTheBusNorTheLoop) {
