@@ -63,7 +63,8 @@ struct IdealPlant {
   }
 };
 
-/// The computed cycles of a fast-forward that stepped or changed the buzzer's pattern, for
+/// The computed cycles of a fast-forward that stepped or changed the alarms' buzzer pattern
+/// (Status::buzzer_pattern: the output's, except while TestAlarm's own patterns play), for
 /// an observer that needs each step's time (thecal-replay's independent checker, S1/S3/S5).
 /// Opt-in: fast_forward fills it only when given one, and returns early when it is full.
 struct CycleLog {

@@ -165,9 +165,9 @@ FastForward PumpCore::fast_forward(Now now, Duration period, std::int64_t cycles
     r.steps += r.last.steps;
     quiet = r.last.steps == 0 && emitted_ == emitted && plant.in.encoder_pulses == last_encoder_ &&
             plant.in.bolus_button == bolus_button_was_ && fingerprint() == before;
-    if (log != nullptr && (r.last.steps > 0 || r.last.buzzer_pattern != log->last_pattern)) {
-      log->entries[log->size++] = {r.now, r.last.steps, r.last.buzzer_pattern};
-      log->last_pattern = r.last.buzzer_pattern;
+    if (log != nullptr && (r.last.steps > 0 || sound_pattern_ != log->last_pattern)) {
+      log->entries[log->size++] = {r.now, r.last.steps, sound_pattern_};
+      log->last_pattern = sound_pattern_;
       if (log->size == CycleLog::kCapacity) break;
     }
     if (ev_count_ >= kEventCapacity / 2) break;

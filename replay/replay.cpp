@@ -169,8 +169,9 @@ class Run {
     chk_.steps(static_cast<std::uint64_t>(cycle_), static_cast<std::uint64_t>(cycle_), out.steps, now_, resumed_);
     resumed_ = false;
     if (!drain(nullptr)) return false;
-    chk_.cycle(now_, out.steps, out.buzzer_pattern);  // after the cycle's events
-    last_pattern_ = out.buzzer_pattern;
+    // After the cycle's events; the alarms' pattern (the output's but during TestAlarm).
+    chk_.cycle(now_, out.steps, core_->status().buzzer_pattern);
+    last_pattern_ = core_->status().buzzer_pattern;
     observe();
     return true;
   }
@@ -211,7 +212,7 @@ class Run {
       }
       for (; e < events_.size(); ++e) chk_.event(events_[e]);
       if (logged != ff.steps) return diverge("the fast-forward's cycle log misses steps");
-      chk_.sound(ff.now, ff.last.buzzer_pattern);
+      chk_.sound(ff.now, core_->status().buzzer_pattern);
       observe();
     }
     return true;
