@@ -118,7 +118,7 @@ TEST(Checker, S1CountsEachDrugOfAnAdmixtureAgainstItsOwnLimit) {
   // 1000 steps within 24 h: 2.5 mg of morphine (under 3 mg), 1.875 mg of bupivacaine (over
   // 1.5 mg): the admixture drug alone is over its limit, and that is reported.
   Line over(admixture_plan());
-  for (int i = 1; i <= 1000; ++i) over.c.cycle(at(seconds(60 * i)), 1, BuzzerPattern::off);
+  for (int i = 1; i <= 1000; ++i) over.c.cycle(at(seconds(std::int64_t{60} * i)), 1, BuzzerPattern::off);
   ASSERT_EQ(over.of("S1").size(), 1U);
   EXPECT_NE(over.of("S1")[0]->what.find("bupivacaine"), std::string::npos) << over.of("S1")[0]->what;
   EXPECT_NEAR(over.c.total_mcg("morphine"), 2500.0, 1e-6);
