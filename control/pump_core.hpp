@@ -63,6 +63,22 @@ struct IdealPlant {
   }
 };
 
+/// The computed cycles of a fast-forward that stepped or changed the alarms' buzzer pattern
+/// (Status::buzzer_pattern: the output's, except while TestAlarm's own patterns play), for
+/// an observer that needs each step's time (thecal-replay's independent checker, S1/S3/S5).
+/// Opt-in: fast_forward fills it only when given one, and returns early when it is full.
+struct CycleLog {
+  struct Entry {
+    Now now{};
+    std::uint32_t steps = 0;
+    BuzzerPattern pattern = BuzzerPattern::off;
+  };
+  static constexpr std::size_t kCapacity = 64;
+  std::array<Entry, kCapacity> entries{};
+  std::size_t size = 0;
+  BuzzerPattern last_pattern = BuzzerPattern::off;  // the pattern before the first entry
+};
+
 /// What PumpCore::fast_forward did.
 struct FastForward {
   std::int64_t cycles = 0;          // cycles advanced (fewer than asked only to let events drain)
@@ -118,7 +134,10 @@ class PumpCore {
   /// that the caller can drain events; FastForward::cycles says how far it got.  Status is
   /// exact except its once-a-second fields (refill_due, next_patient_bolus), computed at
   /// the fast-forward's computed cycles rather than every second.
-  FastForward fast_forward(Now now, Duration period, std::int64_t cycles, IdealPlant& plant);
+  /// With `log`, every computed cycle that stepped or changed the buzzer's pattern goes into
+  /// it (cleared first), and it returns early, after a computed cycle, once the log is full.
+  FastForward fast_forward(Now now, Duration period, std::int64_t cycles, IdealPlant& plant,
+                           CycleLog* log = nullptr);
 
   [[nodiscard]] const Status& status() const { return status_; }
   [[nodiscard]] PumpState state() const { return state_; }

@@ -137,8 +137,9 @@ void PumpCore::skip_quiet(Now now, Duration period, std::int64_t n) {
   last_tick_ = end.mono;
 }
 
-FastForward PumpCore::fast_forward(Now now, Duration period, std::int64_t cycles, IdealPlant& plant) {
+FastForward PumpCore::fast_forward(Now now, Duration period, std::int64_t cycles, IdealPlant& plant, CycleLog* log) {
   FastForward r;
+  if (log != nullptr) log->size = 0;
   r.now = now;
   if (period <= Duration{0}) return r;
   bool quiet = false;  // the last computed cycle changed nothing but time
@@ -164,6 +165,11 @@ FastForward PumpCore::fast_forward(Now now, Duration period, std::int64_t cycles
     r.steps += r.last.steps;
     quiet = r.last.steps == 0 && emitted_ == emitted && plant.in.encoder_pulses == last_encoder_ &&
             plant.in.bolus_button == bolus_button_was_ && fingerprint() == before;
+    if (log != nullptr && (r.last.steps > 0 || sound_pattern_ != log->last_pattern)) {
+      log->entries[log->size++] = {r.now, r.last.steps, sound_pattern_};
+      log->last_pattern = sound_pattern_;
+      if (log->size == CycleLog::kCapacity) break;
+    }
     if (ev_count_ >= kEventCapacity / 2) break;
   }
   return r;

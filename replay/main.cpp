@@ -144,6 +144,6 @@ int main(int argc, char** argv) {
                                      : "no end record (not a whole GetRecording: a store segment or a cut copy)");
     return r.runs == 0 ? replay::kUnreadable : replay::kIncomplete;
   }
-  std::printf("MATCH: identical outputs; S1, S2, S4, S5, S6, S8 hold (as checked: docs/recorder.md)\n");
+  std::printf("MATCH: identical outputs; S1 to S6 and S8 hold (as checked: docs/recorder.md)\n");
   return replay::kMatch;
 }

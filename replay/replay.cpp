@@ -71,7 +71,7 @@ class Run {
     }
     core_->drain_events([](const Event&) {});
     now_ = start.now;
-    chk_.begin_run(board_, start.state->plan);
+    chk_.begin_run(board_, *start.state);
   }
 
   void expect_event(const io::Recorded& e) {
@@ -168,7 +168,10 @@ class Run {
     ++r_.computed_cycles;
     chk_.steps(static_cast<std::uint64_t>(cycle_), static_cast<std::uint64_t>(cycle_), out.steps, now_, resumed_);
     resumed_ = false;
-    if (!drain()) return false;
+    if (!drain(nullptr)) return false;
+    // After the cycle's events; the alarms' pattern (the output's but during TestAlarm).
+    chk_.cycle(now_, out.steps, core_->status().buzzer_pattern);
+    last_pattern_ = core_->status().buzzer_pattern;
     observe();
     return true;
   }
@@ -184,8 +187,12 @@ class Run {
       return true;
     }
     while (n > 0) {
-      const FastForward ff = core_->fast_forward(now_, period_, n, plant_);
+      // The cycles that stepped or changed the buzzer's pattern, with their times, for the
+      // checker (S1, S3, S5), in time order with the events.
+      log_.last_pattern = last_pattern_;
+      const FastForward ff = core_->fast_forward(now_, period_, n, plant_, &log_);
       if (ff.cycles <= 0) return diverge("the fast-forward made no progress");
+      last_pattern_ = log_.last_pattern;
       now_ = ff.now;
       n -= ff.cycles;
       cycle_ += ff.cycles;
@@ -193,16 +200,31 @@ class Run {
       r_.computed_cycles += ff.computed;
       r_.steps += ff.steps;
       chk_.steps(first, static_cast<std::uint64_t>(cycle_), ff.steps, now_, false);
-      if (!drain()) return false;
+      events_.clear();
+      if (!drain(&events_)) return false;
+      std::uint64_t logged = 0;
+      std::size_t e = 0;
+      for (std::size_t i = 0; i < log_.size; ++i) {
+        const auto& c = log_.entries[i];
+        for (; e < events_.size() && events_[e].mono <= c.now.mono; ++e) chk_.event(events_[e]);
+        chk_.cycle(c.now, c.steps, c.pattern);
+        logged += c.steps;
+      }
+      for (; e < events_.size(); ++e) chk_.event(events_[e]);
+      if (logged != ff.steps) return diverge("the fast-forward's cycle log misses steps");
+      chk_.sound(ff.now, core_->status().buzzer_pattern);
       observe();
     }
     return true;
   }
 
-  bool drain() {
+  /// Compares the core's events with the recorded ones; hands them to the checker, or to
+  /// `defer` when the caller orders them with the cycles first.
+  bool drain(std::vector<Event>* defer) {
     bool ok = true;
     core_->drain_events([&](const Event& e) {
-      chk_.event(e);
+      if (defer != nullptr) defer->push_back(e);
+      else chk_.event(e);
       if (!ok) return;
       ++r_.events_checked;
       // Past the last recorded event: the pump's own copy may not have been written yet
@@ -265,6 +287,9 @@ class Run {
   std::size_t index_ = 0;
   const io::Recorded* rec_ = nullptr;
   bool resumed_ = false;
+  CycleLog log_{};
+  BuzzerPattern last_pattern_ = BuzzerPattern::off;
+  std::vector<Event> events_;
 };
 
 }  // namespace

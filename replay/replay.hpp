@@ -11,7 +11,7 @@
 //   - every event the core emits, in order, against the recorded events.
 // The first difference is the divergence, named by the input at which it appears.
 //
-// Independently of the core's own checks, a checker re-derives S1, S2, S4, S5, S6 and S8 from
+// Independently of the core's own checks, a checker re-derives S1 to S6 and S8 from
 // what it sees (see Checker in replay.cpp and docs/recorder.md for what each covers).
 #pragma once
 

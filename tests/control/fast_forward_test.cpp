@@ -139,6 +139,12 @@ struct CoreRun {
   std::int64_t cycles = 0;
   Actuation last{};
   std::vector<Event> events;
+  // The cycles that stepped or changed the buzzer's pattern (CycleLog): ticking records
+  // them itself, the fast-forward hands them over; the two lists must agree.
+  bool log_cycles = false;
+  std::vector<CycleLog::Entry> logged;
+  CycleLog cycle_log{};
+  BuzzerPattern pattern = BuzzerPattern::off;
 
   CoreRun(const BoardParams& b, Now start, bool fast, Duration cycle = kPeriod)
       : core(std::make_unique<PumpCore>(b, start)), now(start), ff(fast), period(cycle) {}
@@ -162,12 +168,22 @@ struct CoreRun {
         core->tick(now, plant.in, last);
         plant.execute(last.steps, core->board().steps_per_encoder_pulse);
         steps += last.steps;
+        if (log_cycles && (last.steps > 0 || core->status().buzzer_pattern != pattern)) {
+          logged.push_back({now, last.steps, core->status().buzzer_pattern});
+          pattern = core->status().buzzer_pattern;
+        }
         drain();
       }
       return;
     }
     while (n > 0) {
-      const FastForward r = core->fast_forward(now, period, n, plant);
+      cycle_log.last_pattern = pattern;
+      const FastForward r = core->fast_forward(now, period, n, plant, log_cycles ? &cycle_log : nullptr);
+      if (log_cycles) {
+        logged.insert(logged.end(), cycle_log.entries.begin(),
+                      cycle_log.entries.begin() + static_cast<std::ptrdiff_t>(cycle_log.size));
+        pattern = cycle_log.last_pattern;
+      }
       ++calls;
       ASSERT_GT(r.cycles, 0);
       n -= r.cycles;
@@ -224,6 +240,15 @@ void expect_same(CoreRun& a, CoreRun& b, const std::string& where) {
   ASSERT_EQ(a.last.heartbeat, b.last.heartbeat);
   ASSERT_EQ(a.last.buzzer, b.last.buzzer);
   ASSERT_EQ(a.last.buzzer_pattern, b.last.buzzer_pattern);
+  if (a.log_cycles && b.log_cycles) {
+    ASSERT_EQ(a.logged.size(), b.logged.size()) << "stepping or sounding cycles";
+    for (std::size_t i = 0; i < a.logged.size(); ++i) {
+      ASSERT_EQ(a.logged[i].now.mono, b.logged[i].now.mono) << "logged cycle " << i;
+      ASSERT_EQ(a.logged[i].now.wall, b.logged[i].now.wall) << "logged cycle " << i;
+      ASSERT_EQ(a.logged[i].steps, b.logged[i].steps) << "logged cycle " << i;
+      ASSERT_EQ(a.logged[i].pattern, b.logged[i].pattern) << "logged cycle " << i;
+    }
+  }
 }
 
 struct Rng {
@@ -406,6 +431,8 @@ void run_seed(std::uint64_t seed, std::int64_t chunk, std::uint64_t& cycles_tota
   const Scenario s = make_scenario(seed, long_run, admix);
   CoreRun tick(s.board, s.start, false, s.period);
   CoreRun fast(s.board, s.start, true, s.period);
+  // Every other scenario also through a CycleLog (its early returns when full included).
+  tick.log_cycles = fast.log_cycles = seed % 2 == 0;
   // Set-up: load, fill, a budget (sometimes small: budget_exhausted), prime, start.
   const Steps budget{s.acts.size() % 3 == 0 ? 400 : 100'000'000};
   set_up(tick, s.plan, mL(15), budget);
