@@ -53,8 +53,11 @@ struct Maker {
       ++records;
     });
   }
-  /// One cycle with inputs: a clock record (first cycle, checkpoint) and commands.
-  void active(bool clock, std::vector<Command> cmds) {
+  std::uint64_t snapshots = 0;
+  std::size_t snapshot_bytes = 0;
+  /// One cycle with inputs: a clock record (first cycle, checkpoint), a mid-run snapshot
+  /// (a new segment, once a day of pump time as thecald does), and commands.
+  void active(bool clock, std::vector<Command> cmds, bool snapshot = false) {
     if (clock) {
       io::LoopInput r;
       r.kind = io::RecKind::clock;
@@ -65,6 +68,24 @@ struct Maker {
       bytes += io::encode_input(r);
       ++records;
       ++inputs;
+    }
+    if (snapshot) {
+      auto image = std::make_unique<CoreImage>();
+      if (!core->export_image(*image)) throw std::runtime_error("recorder bench: events pending at a snapshot");
+      io::LoopInput r;
+      r.kind = io::RecKind::snapshot;
+      r.cycle = cycle;
+      r.digest = io::status_digest(core->status());
+      r.now = now;
+      r.period = period;
+      r.in = plant.in;
+      r.plant_steps = plant.steps;
+      r.image = image.get();
+      const std::string rec = io::encode_snapshot(board, r);
+      snapshot_bytes += rec.size();
+      bytes += rec;
+      ++records;
+      ++snapshots;
     }
     for (auto& c : cmds) {
       c.id = ++id;
@@ -106,7 +127,8 @@ Json recorder_bench(const std::string& share, double days) {
   out["method"] =
       "a recording made as the dosing thread makes it (1 ms loop, examples/prescription-flex.yaml with its periodic "
       "dose, a journal grant and checkpoint every 7 min as thecald does at steady basal, a patient bolus a day, a "
-      "clinician bolus a week, the capture's checkpoint every 10 min), the quiet cycles between inputs jumped with "
+      "clinician bolus a week, the capture's checkpoint every 10 min, a snapshot of the core a day that starts a new "
+      "segment), the quiet cycles between inputs jumped with "
       "the core's exact fast-forward; then replayed whole by thecal-replay's engine (scan, checksums, digests, "
       "events, independent checks)";
   std::string err;
@@ -133,10 +155,11 @@ Json recorder_bench(const std::string& share, double days) {
   std::uint64_t next_check = m.cycle + 10 * per_min;
   std::uint64_t next_patient = m.cycle + 9ULL * 60ULL * per_min;
   std::uint64_t next_clinician = m.cycle + 3ULL * 1440ULL * per_min;
+  std::uint64_t next_snapshot = m.cycle + 1440ULL * per_min;  // io::kSegmentSpan
   const std::uint64_t day1_end = 1440 * per_min;
   std::size_t bytes_day1 = 0;
   while (m.cycle < total) {
-    const std::uint64_t next = std::min({next_grant, next_check, next_patient, next_clinician});
+    const std::uint64_t next = std::min({next_grant, next_check, next_patient, next_clinician, next_snapshot});
     if (next >= total) break;
     if (bytes_day1 == 0 && next >= day1_end) bytes_day1 = m.bytes.size();
     m.quiet_until(next);
@@ -157,7 +180,9 @@ Json recorder_bench(const std::string& share, double days) {
                              .duration = minutes(10)});
       next_clinician += 7ULL * 1440ULL * per_min;
     }
-    m.active(check, std::move(cmds));
+    const bool snap = next == next_snapshot;
+    if (snap) next_snapshot += 1440ULL * per_min;
+    m.active(check, std::move(cmds), snap);
   }
   m.bytes += io::encode_end(m.records);
   const double made_days = static_cast<double>(m.cycle) / static_cast<double>(1440 * per_min);
@@ -173,6 +198,8 @@ Json recorder_bench(const std::string& share, double days) {
   size["bytes_per_day"] = static_cast<double>(m.bytes.size()) / made_days;
   size["bytes_first_day"] = static_cast<std::int64_t>(bytes_day1);
   size["records"] = static_cast<std::int64_t>(m.records);
+  size["snapshots"] = static_cast<std::int64_t>(m.snapshots);
+  size["snapshot_bytes_each"] = m.snapshots > 0 ? static_cast<double>(m.snapshot_bytes) / static_cast<double>(m.snapshots) : 0.0;
   size["inputs"] = static_cast<std::int64_t>(m.inputs);
   size["target"] = "<= 1 MiB per day at steady basal with a few programming acts";
   size["target_met"] = static_cast<double>(m.bytes.size()) / made_days <= 1024.0 * 1024.0;
@@ -191,8 +218,9 @@ Json recorder_bench(const std::string& share, double days) {
       "none of its own beyond S7's: the recorder's file is fdatasync'd once after each journal fsync (the journal's "
       "count is journal.steady_basal_simulated), so the device sees at most twice the journal's sync count, each "
       "covering the same interval";
-  (void)std::fprintf(stderr, "thecal-bench: recorder: %.0f bytes/day over %.1f days, replay %.2f s (%llu cycles, %llu computed)%s\n",
-      static_cast<double>(m.bytes.size()) / made_days, made_days, secs, static_cast<unsigned long long>(r.cycles),
+  (void)std::fprintf(stderr, "thecal-bench: recorder: %.0f bytes/day over %.1f days (%llu snapshots of %.0f bytes), replay %.2f s (%llu cycles, %llu computed)%s\n",
+      static_cast<double>(m.bytes.size()) / made_days, made_days, static_cast<unsigned long long>(m.snapshots),
+      m.snapshots > 0 ? static_cast<double>(m.snapshot_bytes) / static_cast<double>(m.snapshots) : 0.0, secs, static_cast<unsigned long long>(r.cycles),
       static_cast<unsigned long long>(r.computed_cycles), r.divergence ? (" DIVERGED: " + r.divergence->what).c_str() : "");
   if (r.divergence) out["divergence"] = r.divergence->input + ": " + r.divergence->what;
   return out;

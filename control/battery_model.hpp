@@ -50,6 +50,20 @@ class BatteryModel {
     used_mAs_ = base_mAs_;
   }
   [[nodiscard]] const BatteryParams& params() const { return p_; }
+  /// The closed form's terms (an exact image of the core, control/core_state.hpp).
+  struct Raw {
+    double base_mAs = 0.0;
+    std::int64_t us = 0;
+    std::int64_t steps = 0;
+    double used_mAs = 0.0;
+  };
+  [[nodiscard]] Raw raw() const { return {base_mAs_, us_, steps_, used_mAs_}; }
+  void restore_exact(const Raw& r) {
+    base_mAs_ = r.base_mAs;
+    us_ = r.us;
+    steps_ = r.steps;
+    used_mAs_ = r.used_mAs;
+  }
 
  private:
   BatteryParams p_;

@@ -26,6 +26,7 @@ constexpr std::uint8_t enum_max(PumpState, std::uint32_t format) {
 }
 constexpr std::uint8_t enum_max(Phase, std::uint32_t /*format*/) { return static_cast<std::uint8_t>(Phase::maintenance); }
 constexpr std::uint8_t enum_max(BasalMode, std::uint32_t /*format*/) { return static_cast<std::uint8_t>(BasalMode::flex); }
+constexpr std::uint8_t enum_max(BuzzerPattern, std::uint32_t /*format*/) { return static_cast<std::uint8_t>(BuzzerPattern::high); }
 /// How many alarm codes a state of each format has (format 1: the first 17; issue 17
 /// appended the others).
 constexpr std::size_t alarm_count(std::uint32_t format) { return format >= 2 ? kAlarmCount : 17; }
@@ -365,6 +366,51 @@ std::optional<TherapyPlan> decode_therapy_plan(std::string_view bytes, std::stri
     return std::nullopt;
   }
   return p;
+}
+
+}  // namespace thecal
+
+namespace thecal {
+
+// An exact image (the flight recorder's snapshots): its format, the state's bytes as the
+// journal writes them (length first), then the runtime through its field list.
+std::vector<std::uint8_t> encode_core_image(const CoreImage& im) {
+  const auto state = encode_core_state(im.state);
+  Writer w;
+  w.out.reserve(state.size() + 1024);
+  w("image format", kCoreImageFormat);
+  w("state length", static_cast<std::uint32_t>(state.size()));
+  w.out.insert(w.out.end(), state.begin(), state.end());
+  w("runtime", im.runtime);
+  return std::move(w.out);
+}
+
+std::optional<CoreImage> decode_core_image(std::string_view bytes, std::string* err) {
+  auto fail = [&](std::string why) -> std::optional<CoreImage> {
+    if (err != nullptr) *err = std::move(why);
+    return std::nullopt;
+  };
+  Reader head(bytes);
+  const std::uint32_t format = head.u32();
+  const std::uint32_t n = head.u32();
+  if (!head.ok) return fail("core image: " + head.why);
+  if (format != kCoreImageFormat) {
+    return fail("core image format " + std::to_string(format) + " is not " + std::to_string(kCoreImageFormat));
+  }
+  if (bytes.size() - 8 < n) return fail("core image: the state is cut");
+  std::string why;
+  auto state = decode_core_state(bytes.substr(8, n), &why);
+  if (!state) return fail("core image: " + why);
+  auto im = std::make_unique<CoreImage>();
+  im->state = std::move(*state);
+  Reader r(bytes.substr(8 + n));
+  r("runtime", im->runtime);
+  if (r.ok && !r.at_end()) r.fail("trailing bytes after the runtime");
+  if (r.ok && im->runtime.stretch.cath_admix.size() != im->runtime.stretch.cath.size()) {
+    r.fail("the stretch's catheter admixture is for another number of segments");
+  }
+  if (!r.ok) return fail("core image: " + r.why);
+  return std::optional<CoreImage>(std::move(*im));
 }
 
 }  // namespace thecal

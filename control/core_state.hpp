@@ -32,6 +32,7 @@
 #include "control/catheter.hpp"
 #include "control/event.hpp"
 #include "control/fixed_string.hpp"
+#include "control/io_types.hpp"
 #include "control/pump_state.hpp"
 #include "control/rolling_ledger.hpp"
 #include "control/status.hpp"
@@ -117,6 +118,88 @@ struct CoreState {
   std::array<std::uint8_t, kMaxAdmixture> plan_slots{};  // plan->admixture[i] -> drug slot
 };
 
+/// A rolling ledger's cursor (RollingLedger: what sits beside its buckets).
+struct CoreLedgerCursor {
+  std::int64_t total_pg = 0;
+  std::int64_t next_to_expire = 0;
+  std::int64_t latest_minute = 0;
+  bool started = false;
+};
+
+/// The constant-rate stretch the core integrates in closed form (PumpCore::Stretch).
+struct CoreStretch {
+  bool valid = false;
+  bool priming = false;
+  MonoTime t0{};
+  MonoTime t_end{};
+  MassRate rate;
+  Concentration conc;
+  double r0 = 0.0;
+  Volume pv0;
+  Volume skip0;
+  Volume prime0;
+  std::array<Mass, 3> bp0{};
+  std::int64_t whole = 0;
+  double r_end = 0.0;
+  Volume cath_capacity;
+  boost::container::static_vector<Catheter::Segment, Catheter::kMaxSegments> cath;
+  boost::container::static_vector<AdmixConc, Catheter::kMaxSegments> cath_admix;  // cath[i].admix
+};
+
+/// What a restart drops on purpose (see above) and an exact image keeps: with CoreState,
+/// every field the core's future depends on (PumpCore::export_image / restore_image).  Also
+/// the exact values behind CoreState's two derived fields (dropped_volume holds the pending
+/// volume, prime_left is rounded to steps), the ledgers' cursors, the battery's closed form,
+/// and the status fields that are not a function of the state at the status's time.
+struct CoreRuntime {
+  FixedString<32> limit_drug;
+  std::array<Mass, kDrugSlots> slot_totals{};
+  CoreLedgerCursor ledger_cursor;
+  std::array<CoreLedgerCursor, kDrugSlots> slot_ledger_cursors{};
+  double battery_base_mAs = 0.0;
+  std::int64_t battery_us = 0;
+  std::int64_t battery_steps = 0;
+  double battery_used_mAs = 0.0;
+  std::int64_t budget = 0;
+  bool budget_exhausted_logged = false;
+  MonoTime last{};
+  MonoTime last_tick{};
+  Duration wall_offset{0};
+  std::int64_t due_steps = 0;
+  double acc_remainder = 0.0;
+  double tokens = 0.0;
+  MonoTime tokens_t{};
+  CoreStretch stretch;
+  Volume prime_prog_left;
+  std::int64_t prime_steps_left = 0;
+  Volume dropped_volume;  // without the pending volume
+  std::uint64_t last_encoder = 0;
+  bool encoder_seen = false;
+  std::int64_t steps_since_pulse = 0;
+  Duration flow_time{0};
+  std::int64_t flow_cmd_steps = 0;
+  std::int64_t flow_enc_steps = 0;
+  bool flow_deviating = false;
+  MonoTime sound_since{};
+  BuzzerPattern sound_pattern = BuzzerPattern::off;
+  bool heartbeat = false;
+  bool bolus_button_was = false;
+  std::optional<MonoTime> alarm_test_since;
+  std::uint64_t events_dropped = 0;
+  std::uint64_t emitted = 0;
+  MonoTime next_slow{};
+  WallTime refill_due{};          // Status: computed once a second
+  WallTime next_patient_bolus{};  // Status: computed once a second
+};
+
+/// An exact image of the core at a cycle boundary (the flight recorder's mid-run snapshots,
+/// docs/recorder.md): restored into a core of the same board, it ticks on bit for bit as
+/// the core it was taken from.  `state.mono`/`state.wall` are the time of the last cycle.
+struct CoreImage {
+  CoreState state;
+  CoreRuntime runtime;
+};
+
 /// How a restored state's monotonic times map onto the new run's clock.  The new run
 /// believes `elapsed` has passed since the state was captured; it must never be more than
 /// really passed (a ledger entry or a lockout start then looks younger than it is: the
@@ -142,6 +225,11 @@ inline constexpr std::uint32_t kAdmixtureTail = 1;
 std::vector<std::uint8_t> encode_core_state(const CoreState& s);
 /// nullopt with `err` set if the bytes are not a valid state of a known format.
 std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* err);
+/// An exact image: the state as above, then the runtime (core_runtime_fields), its own
+/// format number first.
+inline constexpr std::uint32_t kCoreImageFormat = 1;
+std::vector<std::uint8_t> encode_core_image(const CoreImage& im);
+std::optional<CoreImage> decode_core_image(std::string_view bytes, std::string* err);
 /// A prescription alone, in the same form (the flight recorder's load and refill inputs).
 std::vector<std::uint8_t> encode_therapy_plan(const TherapyPlan& p);
 std::optional<TherapyPlan> decode_therapy_plan(std::string_view bytes, std::string* err);

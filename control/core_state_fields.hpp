@@ -106,6 +106,83 @@ void fields_of(A& a, T& d) requires std::is_same_v<std::remove_const_t<T>, CoreD
   a.ledger("ledger", d.ledger);
 }
 
+
+// The exact image's runtime (control/core_state.hpp, CoreRuntime): what a restart drops on
+// purpose.  tests/control/core_image_test.cpp fills every field through this list and checks
+// that the codec and PumpCore's export_image/restore_image carry each one, and that the
+// list names as many fields as the struct has.
+template <class A, class T>
+void fields_of(A& a, T& c) requires std::is_same_v<std::remove_const_t<T>, CoreLedgerCursor> {
+  a("total_pg", c.total_pg);
+  a("next_to_expire", c.next_to_expire);
+  a("latest_minute", c.latest_minute);
+  a("started", c.started);
+}
+template <class A, class T>
+void fields_of(A& a, T& s) requires std::is_same_v<std::remove_const_t<T>, CoreStretch> {
+  a("valid", s.valid);
+  a("priming", s.priming);
+  a("t0", s.t0);
+  a("t_end", s.t_end);
+  a("rate", s.rate);
+  a("conc", s.conc);
+  a("r0", s.r0);
+  a("pv0", s.pv0);
+  a("skip0", s.skip0);
+  a("prime0", s.prime0);
+  a("bp0", s.bp0);
+  a("whole", s.whole);
+  a("r_end", s.r_end);
+  a("cath_capacity", s.cath_capacity);
+  a("cath", s.cath);
+  a("cath_admix", s.cath_admix);
+}
+template <class A, class T>
+void fields_of(A& a, T& r) requires std::is_same_v<std::remove_const_t<T>, CoreRuntime> {
+  a("limit_drug", r.limit_drug);
+  a("slot_totals", r.slot_totals);
+  a("ledger_cursor", r.ledger_cursor);
+  a("slot_ledger_cursors", r.slot_ledger_cursors);
+  a("battery_base_mAs", r.battery_base_mAs);
+  a("battery_us", r.battery_us);
+  a("battery_steps", r.battery_steps);
+  a("battery_used_mAs", r.battery_used_mAs);
+  a("budget", r.budget);
+  a("budget_exhausted_logged", r.budget_exhausted_logged);
+  a("last", r.last);
+  a("last_tick", r.last_tick);
+  a("wall_offset", r.wall_offset);
+  a("due_steps", r.due_steps);
+  a("acc_remainder", r.acc_remainder);
+  a("tokens", r.tokens);
+  a("tokens_t", r.tokens_t);
+  a("stretch", r.stretch);
+  a("prime_prog_left", r.prime_prog_left);
+  a("prime_steps_left", r.prime_steps_left);
+  a("dropped_volume", r.dropped_volume);
+  a("last_encoder", r.last_encoder);
+  a("encoder_seen", r.encoder_seen);
+  a("steps_since_pulse", r.steps_since_pulse);
+  a("flow_time", r.flow_time);
+  a("flow_cmd_steps", r.flow_cmd_steps);
+  a("flow_enc_steps", r.flow_enc_steps);
+  a("flow_deviating", r.flow_deviating);
+  a("sound_since", r.sound_since);
+  a("sound_pattern", r.sound_pattern);
+  a("heartbeat", r.heartbeat);
+  a("bolus_button_was", r.bolus_button_was);
+  a("alarm_test_since", r.alarm_test_since);
+  a("events_dropped", r.events_dropped);
+  a("emitted", r.emitted);
+  a("next_slow", r.next_slow);
+  a("refill_due", r.refill_due);
+  a("next_patient_bolus", r.next_patient_bolus);
+}
+/// How many fields each list above names (the completeness test holds the structs to it).
+inline constexpr std::size_t kCoreRuntimeFields = 38;
+inline constexpr std::size_t kCoreStretchFields = 16;
+inline constexpr std::size_t kCoreLedgerCursorFields = 4;
+
 }  // namespace thecal
 
 namespace thecal::detail {

@@ -170,6 +170,16 @@ class PumpCore {
   /// thread only, before the dosing loop runs.
   RestoreReport restore_state(const CoreState& in, const RestoreClock& clock, std::int64_t unconfirmed_steps);
 
+  /// An exact image of the core (control/core_state.hpp, CoreImage): every field its
+  /// future depends on, so that restore_image() then ticking gives bit for bit what this
+  /// core gives.  Only at a cycle boundary with no event pending (drain them first): false,
+  /// and nothing written, otherwise.  No allocation: the caller owns `out` (the dosing
+  /// thread fills one the main thread preallocated, docs/recorder.md).
+  bool export_image(CoreImage& out) const;
+  /// Replaces the whole core with `im`, exactly (no clock shift, nothing dropped, no event):
+  /// the flight recorder's replay from a mid-run snapshot.  The board must be the image's.
+  void restore_image(const CoreImage& im);
+
   /// The plan in force (nullptr without one).
   [[nodiscard]] const TherapyPlan* plan() const { return plan_ ? &*plan_ : nullptr; }
   [[nodiscard]] const RollingLedger& ledger() const { return ledger_; }
@@ -339,8 +349,14 @@ class PumpCore {
     return step_volume() * static_cast<double>(std::max<std::int64_t>(0, prime_steps_left_));
   }
   void publish(Now now, bool slow);
+  /// The persistent fields of `in` (restore_state and restore_image), monotonic times moved
+  /// by `shift`; the ledgers as restore_state keeps them.
+  void restore_fields(const CoreState& in, Duration shift, Now now);
   void compute_slow_status(Now now);
 
+  // Every member below but board_ is in CoreImage (export_image, restore_image; the
+  // runtime ones listed in core_state_fields.hpp): a member added here must go there too,
+  // or tests/control/core_image_test.cpp's mid-run restores diverge.
   BoardParams board_;
   PumpState state_ = PumpState::idle;
   std::optional<TherapyPlan> plan_;

@@ -74,6 +74,67 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
   const Duration elapsed = std::max(Duration{0}, clock.elapsed);
   const Duration shift = (now.mono - elapsed) - in.mono;
   rep.shift = shift;
+  restore_fields(in, shift, now);
+  budget_ = Steps{0};
+  budget_exhausted_logged_ = false;
+
+  last_ = now.mono;
+  last_tick_ = now.mono;
+  // The wall offset the new clock should show if exactly `elapsed` has passed on both
+  // clocks; the check below logs (and guards, S8) any difference as a wall-clock jump.
+  wall_offset_ = (in.wall - WallTime{}) - ((in.mono + shift) - MonoTime{});
+  due_steps_ = 0;
+  acc_.reset();
+  stretch_.valid = false;
+  tokens_ = 1.0;
+  tokens_t_ = now.mono;
+  prime_prog_left_ = uL(0);
+  prime_steps_left_ = 0;
+  alarm_test_since_.reset();
+
+  // Supervisor windows start again; the encoder's count is the new backend's.
+  encoder_seen_ = false;
+  last_encoder_ = 0;
+  steps_since_pulse_ = 0;
+  flow_time_ = Duration{0};
+  flow_cmd_steps_ = 0;
+  flow_enc_steps_ = 0;
+  flow_deviating_ = false;
+  sound_pattern_ = BuzzerPattern::off;
+  sound_since_ = now.mono;
+  next_slow_ = now.mono;
+
+  if (state_ == PumpState::priming) {
+    // Priming does not resume by itself: the clinician primes again (what was pumped is
+    // in the catheter already).
+    state_ = PumpState::suspended;
+    suspend_until_.reset();
+    rep.priming_interrupted = true;
+    Event e = make_event(EventType::state_changed, now.mono, now.wall, kSystemUid);
+    e.old_state = PumpState::priming;
+    e.new_state = PumpState::suspended;
+    emit(e);
+  }
+
+  // S7: every reserved step not confirmed by the state was pumped, now.
+  if (unconfirmed_steps > 0) {
+    const Volume v = step_volume() * static_cast<double>(unconfirmed_steps);
+    const Mass m = push_and_count(v, now.mono);
+    reservoir_ = reservoir_ > v ? reservoir_ - v : uL(0);
+    total_mass_ += m;
+    total_volume_ += v;
+    programmed_volume_ += v;
+    pumped_since_refill_ += v;
+    steps_issued_ += static_cast<std::uint64_t>(unconfirmed_steps);
+    rep.unconfirmed_steps = unconfirmed_steps;
+    rep.unconfirmed_mass = m;
+  }
+  detect_wall_jump(now);
+  publish(now, true);
+  return rep;
+}
+
+void PumpCore::restore_fields(const CoreState& in, Duration shift, Now now) {
   auto mv = [&](MonoTime t) { return t + shift; };
   auto mv_opt = [&](const std::optional<MonoTime>& t) -> std::optional<MonoTime> {
     if (!t) return std::nullopt;
@@ -118,23 +179,8 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
     if (!bound && !bind_slots(*plan_, map, now)) (void)take_slots(*plan_, map);
   }
   battery_.restore(in.battery_used_mAs);
-  budget_ = Steps{0};
-  budget_exhausted_logged_ = false;
-
-  last_ = now.mono;
-  last_tick_ = now.mono;
-  // The wall offset the new clock should show if exactly `elapsed` has passed on both
-  // clocks; the check below logs (and guards, S8) any difference as a wall-clock jump.
-  wall_offset_ = (in.wall - WallTime{}) - ((in.mono + shift) - MonoTime{});
   jump_guard_until_ = mv_opt(in.jump_guard_until);
   pre_jump_offset_ = in.pre_jump_offset - shift;
-  due_steps_ = 0;
-  acc_.reset();
-  stretch_.valid = false;
-  tokens_ = 1.0;
-  tokens_t_ = now.mono;
-  prime_prog_left_ = uL(0);
-  prime_steps_left_ = 0;
   suspend_until_ = mv_opt(in.suspend_until);
   trial_end_mono_ = mv_opt(in.trial_end_mono);
   trial_end_logged_ = in.trial_end_logged;
@@ -170,48 +216,150 @@ RestoreReport PumpCore::restore_state(const CoreState& in, const RestoreClock& c
   refill_began_ = mv(in.refill_began);
   last_fill_wall_ = in.last_fill_wall;
   stopped_since_ = in.stopped_since;
-  alarm_test_since_.reset();
+}
 
-  // Supervisor windows start again; the encoder's count is the new backend's.
-  encoder_seen_ = false;
-  last_encoder_ = 0;
-  steps_since_pulse_ = 0;
-  flow_time_ = Duration{0};
-  flow_cmd_steps_ = 0;
-  flow_enc_steps_ = 0;
-  flow_deviating_ = false;
-  sound_pattern_ = BuzzerPattern::off;
-  sound_since_ = now.mono;
-  next_slow_ = now.mono;
+namespace {
 
-  if (state_ == PumpState::priming) {
-    // Priming does not resume by itself: the clinician primes again (what was pumped is
-    // in the catheter already).
-    state_ = PumpState::suspended;
-    suspend_until_.reset();
-    rep.priming_interrupted = true;
-    Event e = make_event(EventType::state_changed, now.mono, now.wall, kSystemUid);
-    e.old_state = PumpState::priming;
-    e.new_state = PumpState::suspended;
-    emit(e);
+CoreLedgerCursor to_cursor(const RollingLedger::Cursor& c) {
+  return {c.total_pg, c.next_to_expire, c.latest_minute, c.started};
+}
+RollingLedger::Cursor from_cursor(const CoreLedgerCursor& c) {
+  return {c.total_pg, c.next_to_expire, c.latest_minute, c.started};
+}
+
+}  // namespace
+
+bool PumpCore::export_image(CoreImage& out) const {
+  if (ev_count_ != 0) return false;
+  export_state(out.state, Now{status_.mono, status_.wall});
+  CoreRuntime& r = out.runtime;
+  r.limit_drug = limit_drug_;
+  for (std::size_t k = 0; k < kDrugSlots; ++k) {
+    r.slot_totals[k] = slots_[k].total;
+    r.slot_ledger_cursors[k] = to_cursor(slots_[k].ledger.cursor());
   }
+  r.ledger_cursor = to_cursor(ledger_.cursor());
+  const BatteryModel::Raw b = battery_.raw();
+  r.battery_base_mAs = b.base_mAs;
+  r.battery_us = b.us;
+  r.battery_steps = b.steps;
+  r.battery_used_mAs = b.used_mAs;
+  r.budget = budget_.count;
+  r.budget_exhausted_logged = budget_exhausted_logged_;
+  r.last = last_;
+  r.last_tick = last_tick_;
+  r.wall_offset = wall_offset_;
+  r.due_steps = due_steps_;
+  r.acc_remainder = acc_.remainder_steps();
+  r.tokens = tokens_;
+  r.tokens_t = tokens_t_;
+  CoreStretch& st = r.stretch;
+  st.valid = stretch_.valid;
+  st.priming = stretch_.priming;
+  st.t0 = stretch_.t0;
+  st.t_end = stretch_.t_end;
+  st.rate = stretch_.rate;
+  st.conc = stretch_.conc;
+  st.r0 = stretch_.r0;
+  st.pv0 = stretch_.pv0;
+  st.skip0 = stretch_.skip0;
+  st.prime0 = stretch_.prime0;
+  st.bp0 = stretch_.bp0;
+  st.whole = stretch_.whole;
+  st.r_end = stretch_.r_end;
+  st.cath_capacity = stretch_.cath.capacity();
+  st.cath = stretch_.cath.segments();
+  st.cath_admix.clear();
+  for (const auto& seg : stretch_.cath.segments()) st.cath_admix.push_back(seg.admix);
+  r.prime_prog_left = prime_prog_left_;
+  r.prime_steps_left = prime_steps_left_;
+  r.dropped_volume = dropped_volume_;
+  r.last_encoder = last_encoder_;
+  r.encoder_seen = encoder_seen_;
+  r.steps_since_pulse = steps_since_pulse_;
+  r.flow_time = flow_time_;
+  r.flow_cmd_steps = flow_cmd_steps_;
+  r.flow_enc_steps = flow_enc_steps_;
+  r.flow_deviating = flow_deviating_;
+  r.sound_since = sound_since_;
+  r.sound_pattern = sound_pattern_;
+  r.heartbeat = heartbeat_;
+  r.bolus_button_was = bolus_button_was_;
+  r.alarm_test_since = alarm_test_since_;
+  r.events_dropped = events_dropped_;
+  r.emitted = emitted_;
+  r.next_slow = next_slow_;
+  r.refill_due = status_.refill_due;
+  r.next_patient_bolus = status_.next_patient_bolus;
+  return true;
+}
 
-  // S7: every reserved step not confirmed by the state was pumped, now.
-  if (unconfirmed_steps > 0) {
-    const Volume v = step_volume() * static_cast<double>(unconfirmed_steps);
-    const Mass m = push_and_count(v, now.mono);
-    reservoir_ = reservoir_ > v ? reservoir_ - v : uL(0);
-    total_mass_ += m;
-    total_volume_ += v;
-    programmed_volume_ += v;
-    pumped_since_refill_ += v;
-    steps_issued_ += static_cast<std::uint64_t>(unconfirmed_steps);
-    rep.unconfirmed_steps = unconfirmed_steps;
-    rep.unconfirmed_mass = m;
+void PumpCore::restore_image(const CoreImage& im) {
+  const CoreState& in = im.state;
+  const CoreRuntime& r = im.runtime;
+  const Now now{in.mono, in.wall};
+  restore_fields(in, Duration{0}, now);
+  // What restore_fields maps as a restart would, taken exactly instead.
+  ledger_.restore_exact(in.ledger, from_cursor(r.ledger_cursor));
+  for (std::size_t k = 0; k < kDrugSlots; ++k) {
+    slots_[k].ledger.restore_exact(in.drug_slots[k].ledger, from_cursor(r.slot_ledger_cursors[k]));
+    slots_[k].total = r.slot_totals[k];
   }
-  detect_wall_jump(now);
-  publish(now, true);
-  return rep;
+  battery_.restore_exact({r.battery_base_mAs, r.battery_us, r.battery_steps, r.battery_used_mAs});
+  limit_drug_ = r.limit_drug;
+  budget_ = Steps{r.budget};
+  budget_exhausted_logged_ = r.budget_exhausted_logged;
+  last_ = r.last;
+  last_tick_ = r.last_tick;
+  wall_offset_ = r.wall_offset;
+  due_steps_ = r.due_steps;
+  acc_.restore_exact(r.acc_remainder);
+  tokens_ = r.tokens;
+  tokens_t_ = r.tokens_t;
+  const CoreStretch& st = r.stretch;
+  stretch_.valid = st.valid;
+  stretch_.priming = st.priming;
+  stretch_.t0 = st.t0;
+  stretch_.t_end = st.t_end;
+  stretch_.rate = st.rate;
+  stretch_.conc = st.conc;
+  stretch_.r0 = st.r0;
+  stretch_.pv0 = st.pv0;
+  stretch_.skip0 = st.skip0;
+  stretch_.prime0 = st.prime0;
+  stretch_.bp0 = st.bp0;
+  stretch_.whole = st.whole;
+  stretch_.r_end = st.r_end;
+  auto segs = st.cath;
+  for (std::size_t i = 0; i < segs.size() && i < st.cath_admix.size(); ++i) segs[i].admix = st.cath_admix[i];
+  stretch_.cath.set_capacity(st.cath_capacity);
+  stretch_.cath.restore(segs);
+  prime_prog_left_ = r.prime_prog_left;
+  prime_steps_left_ = r.prime_steps_left;
+  dropped_volume_ = r.dropped_volume;
+  last_encoder_ = r.last_encoder;
+  encoder_seen_ = r.encoder_seen;
+  steps_since_pulse_ = r.steps_since_pulse;
+  flow_time_ = r.flow_time;
+  flow_cmd_steps_ = r.flow_cmd_steps;
+  flow_enc_steps_ = r.flow_enc_steps;
+  flow_deviating_ = r.flow_deviating;
+  sound_since_ = r.sound_since;
+  sound_pattern_ = r.sound_pattern;
+  heartbeat_ = r.heartbeat;
+  bolus_button_was_ = r.bolus_button_was;
+  alarm_test_since_ = r.alarm_test_since;
+  ev_head_ = 0;
+  ev_count_ = 0;
+  events_dropped_ = r.events_dropped;
+  emitted_ = r.emitted;
+  next_slow_ = r.next_slow;
+  // The status as it was published at the image's time: its fast fields are a function of
+  // the fields above and that time (next_slow_ is later, so publish computes no slow one);
+  // the two once-a-second ones were computed earlier and are taken as they were.
+  publish(now, false);
+  status_.refill_due = r.refill_due;
+  status_.next_patient_bolus = r.next_patient_bolus;
 }
 
 }  // namespace thecal

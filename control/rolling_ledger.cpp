@@ -125,4 +125,16 @@ void RollingLedger::restore(const std::array<Bucket, kBuckets>& b, MonoTime now)
   }
 }
 
+void RollingLedger::restore_exact(const std::array<Bucket, kBuckets>& b, const Cursor& c) {
+  buckets_.fill(Bucket{});
+  for (const auto& x : b) {
+    if (x.index == kEmpty) continue;
+    buckets_[static_cast<std::size_t>(((x.index % kSlots) + kSlots) % kSlots)] = x;
+  }
+  total_pg_ = c.total_pg;
+  next_to_expire_ = c.next_to_expire;
+  latest_minute_ = c.latest_minute;
+  started_ = c.started;
+}
+
 }  // namespace thecal

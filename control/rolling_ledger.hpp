@@ -53,6 +53,17 @@ class RollingLedger {
   [[nodiscard]] const std::array<Bucket, kBuckets>& buckets() const { return buckets_; }
   /// Restores buckets (journal recovery, therapy import); recomputes the running sum.
   void restore(const std::array<Bucket, kBuckets>& b, MonoTime now);
+  /// The cursor beside the buckets (an exact image of the core, control/core_state.hpp).
+  struct Cursor {
+    std::int64_t total_pg = 0;
+    std::int64_t next_to_expire = 0;
+    std::int64_t latest_minute = 0;
+    bool started = false;
+  };
+  [[nodiscard]] Cursor cursor() const { return {total_pg_, next_to_expire_, latest_minute_, started_}; }
+  /// Exactly the ledger whose buckets and cursor these are (each bucket back in its minute's
+  /// slot of the ring); no bucket is dropped or moved.
+  void restore_exact(const std::array<Bucket, kBuckets>& b, const Cursor& c);
 
  private:
   static std::int64_t minute_of(MonoTime t);

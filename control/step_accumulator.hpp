@@ -59,6 +59,8 @@ class StepAccumulator {
   void reset() { remainder_ = 0.0; }
 
   [[nodiscard]] double remainder_steps() const { return remainder_; }
+  /// Exactly this remainder (an exact image of the core, control/core_state.hpp).
+  void restore_exact(double remainder) { remainder_ = remainder; }
   [[nodiscard]] Volume volume_per_step() const { return per_step_; }
 
  private:

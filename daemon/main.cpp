@@ -357,7 +357,7 @@ int run(const Options& opt) {
       log_warning("No flight recorder: %s", e->c_str());
     }
   }
-  daemon::DosingLoopChannel channel(loop, &recorder, [&journal] { return journal.fsyncs(); });
+  daemon::DosingLoopChannel channel(loop, &recorder, [&journal] { return journal.fsyncs(); }, cfg.board);
   std::unique_ptr<daemon::SimulatorPort> sim;
   if (pump->plant) sim = std::make_unique<daemon::SimulatorPort>(*pump->plant, loop);
   app::PumpService service(app::PrescriptionStore(loaded->drugs, cfg.board, cfg.prescription_path),

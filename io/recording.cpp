@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -107,6 +108,47 @@ Now get_now(In& r) {
   return {mono_us(m), wall_us(r.i64())};
 }
 
+void put_board(Out& o, const BoardParams& board) {
+  o.f64((board.volume_per_step).canonical_value());
+  o.u32(board.max_steps_per_second);
+  o.u32(board.steps_per_encoder_pulse);
+  o.u32(board.stall_pulses);
+  o.f64(board.prime_rate.canonical_value());
+  o.i64(board.loop_period.count());
+  o.f64(board.battery.capacity_mAs);
+  o.f64(board.battery.use_per_step_mAs);
+  o.f64(board.battery.use_per_hour_mAs);
+  o.f64(board.battery.eri_percent);
+  o.f64(board.battery.eos_percent);
+}
+BoardParams get_board(In& r) {
+  BoardParams b;
+  b.volume_per_step = Volume::canonical(r.f64());
+  b.max_steps_per_second = r.u32();
+  b.steps_per_encoder_pulse = r.u32();
+  b.stall_pulses = r.u32();
+  b.prime_rate = VolumeRate::canonical(r.f64());
+  b.loop_period = Duration{r.i64()};
+  b.battery.capacity_mAs = r.f64();
+  b.battery.use_per_step_mAs = r.f64();
+  b.battery.use_per_hour_mAs = r.f64();
+  b.battery.eri_percent = r.f64();
+  b.battery.eos_percent = r.f64();
+  return b;
+}
+std::uint8_t sensor_bits(const SensorInputs& s) {
+  return static_cast<std::uint8_t>((s.occlusion ? 1 : 0) | (s.disconnect ? 2 : 0) | (s.driver_fault ? 4 : 0) |
+                                   (s.low_battery ? 8 : 0) | (s.bolus_button ? 16 : 0) | (s.hardware_ok ? 32 : 0));
+}
+void set_sensor_bits(SensorInputs& in, std::uint8_t bits) {
+  in.occlusion = (bits & 1) != 0;
+  in.disconnect = (bits & 2) != 0;
+  in.driver_fault = (bits & 4) != 0;
+  in.low_battery = (bits & 8) != 0;
+  in.bolus_button = (bits & 16) != 0;
+  in.hardware_ok = (bits & 32) != 0;
+}
+
 }  // namespace
 
 std::uint64_t status_digest(const Status& s) {
@@ -196,8 +238,7 @@ std::string encode_input(const LoopInput& in) {
     }
     case RecKind::sensors: {
       const SensorInputs& s = in.in;
-      o.u8(static_cast<std::uint8_t>((s.occlusion ? 1 : 0) | (s.disconnect ? 2 : 0) | (s.driver_fault ? 4 : 0) |
-                                     (s.low_battery ? 8 : 0) | (s.bolus_button ? 16 : 0) | (s.hardware_ok ? 32 : 0)));
+      o.u8(sensor_bits(s));
       o.u64(s.encoder_pulses);
       break;
     }
@@ -213,17 +254,7 @@ std::string encode_start(const BoardParams& board, Now now, std::int64_t budget,
   o.u64(0);
   o.u64(0);
   put_now(o, now);
-  o.f64((board.volume_per_step).canonical_value());
-  o.u32(board.max_steps_per_second);
-  o.u32(board.steps_per_encoder_pulse);
-  o.u32(board.stall_pulses);
-  o.f64(board.prime_rate.canonical_value());
-  o.i64(board.loop_period.count());
-  o.f64(board.battery.capacity_mAs);
-  o.f64(board.battery.use_per_step_mAs);
-  o.f64(board.battery.use_per_hour_mAs);
-  o.f64(board.battery.eri_percent);
-  o.f64(board.battery.eos_percent);
+  put_board(o, board);
   o.i64(budget);
   o.u64(events_before);
   o.bytes(encode_core_state(state));
@@ -237,6 +268,21 @@ std::string encode_event(const Event& e) {
   o.u64(event_digest(e));
   put_now(o, Now{e.mono, e.when});
   o.u8(static_cast<std::uint8_t>(e.type));
+  return frame(o);
+}
+
+std::string encode_snapshot(const BoardParams& board, const LoopInput& in) {
+  Out o;
+  o.u8(static_cast<std::uint8_t>(RecKind::snapshot));
+  o.u64(in.cycle);
+  o.u64(in.digest);
+  put_now(o, in.now);
+  o.i64(in.period.count());
+  put_board(o, board);
+  o.u8(sensor_bits(in.in));
+  o.u64(in.in.encoder_pulses);
+  o.u64(in.plant_steps);
+  o.bytes(in.image != nullptr ? encode_core_image(*in.image) : std::vector<std::uint8_t>{});
   return frame(o);
 }
 
@@ -262,7 +308,7 @@ namespace {
 bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
   In r(p);
   const std::uint8_t kind = r.u8();
-  if (kind < 1 || kind > 7) {
+  if (kind < 1 || kind > 8) {
     why = "unknown record kind " + std::to_string(kind);
     return false;
   }
@@ -276,17 +322,7 @@ bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
       break;
     case RecKind::start: {
       rec.now = get_now(r);
-      rec.board.volume_per_step = Volume::canonical(r.f64());
-      rec.board.max_steps_per_second = r.u32();
-      rec.board.steps_per_encoder_pulse = r.u32();
-      rec.board.stall_pulses = r.u32();
-      rec.board.prime_rate = VolumeRate::canonical(r.f64());
-      rec.board.loop_period = Duration{r.i64()};
-      rec.board.battery.capacity_mAs = r.f64();
-      rec.board.battery.use_per_step_mAs = r.f64();
-      rec.board.battery.use_per_hour_mAs = r.f64();
-      rec.board.battery.eri_percent = r.f64();
-      rec.board.battery.eos_percent = r.f64();
+      rec.board = get_board(r);
       rec.budget = r.i64();
       rec.events_before = r.u64();
       const auto bytes = r.bytes();
@@ -355,14 +391,26 @@ bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
       break;
     }
     case RecKind::sensors: {
-      const std::uint8_t bits = r.u8();
-      rec.in.occlusion = (bits & 1) != 0;
-      rec.in.disconnect = (bits & 2) != 0;
-      rec.in.driver_fault = (bits & 4) != 0;
-      rec.in.low_battery = (bits & 8) != 0;
-      rec.in.bolus_button = (bits & 16) != 0;
-      rec.in.hardware_ok = (bits & 32) != 0;
+      set_sensor_bits(rec.in, r.u8());
       rec.in.encoder_pulses = r.u64();
+      break;
+    }
+    case RecKind::snapshot: {
+      rec.now = get_now(r);
+      rec.period = Duration{r.i64()};
+      rec.board = get_board(r);
+      set_sensor_bits(rec.in, r.u8());
+      rec.in.encoder_pulses = r.u64();
+      rec.plant_steps = r.u64();
+      const auto bytes = r.bytes();
+      if (!r.ok) break;
+      std::string err;
+      auto im = decode_core_image(bytes, &err);
+      if (!im) {
+        why = "snapshot record: " + err;
+        return false;
+      }
+      rec.image = std::make_shared<const CoreImage>(std::move(*im));
       break;
     }
     case RecKind::event: {
@@ -405,7 +453,7 @@ Scan scan_recording(std::string_view bytes) {
     s.problem = "the header's checksum does not match";
     return s;
   }
-  if (version != kRecordingFormat) {
+  if (version != kRecordingFormat && version != 1) {
     s.problem = "recording format " + std::to_string(version) + " is not " + std::to_string(kRecordingFormat) +
                 (version > kRecordingFormat ? " (written by a newer thecald)" : "");
     return s;
@@ -474,6 +522,7 @@ std::vector<WallTime> record_walls(const std::vector<Recorded>& records) {
         w = r.now.wall;
         break;
       case RecKind::clock:
+      case RecKind::snapshot:
         base = r.now.wall;
         base_cycle = r.cycle;
         period = r.period;
@@ -498,6 +547,7 @@ std::vector<WallTime> record_walls(const std::vector<Recorded>& records) {
 RecordingStore::~RecordingStore() {
   (void)flush();
   if (fd_ >= 0) ::close(fd_);
+  if (prev_fd_ >= 0) ::close(prev_fd_);
 }
 
 std::vector<std::string> RecordingStore::segments() const {
@@ -547,13 +597,53 @@ std::optional<std::string> RecordingStore::begin(WallTime now, const std::string
     const WallTime last = walls.empty() ? WallTime{} : walls.back();
     if (last + keep_ < now) (void)::unlink(segs[i].c_str());
   }
-  char name[64];
-  (void)std::snprintf(name, sizeof name, "/seg-%020lld.rec", static_cast<long long>(to_usec(now)));
-  const std::string path = dir_ + name;
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (fd_ < 0) return "cannot create " + path + ": " + strerrordesc_np(errno);
-  buffer_ = recording_header() + start_record;
+  return open_segment(now, start_record);
+}
+
+std::optional<std::string> RecordingStore::open_segment(WallTime now, const std::string& first_record) {
+  // A new file, never appended to an old one (a name taken already: the next µs).
+  for (std::int64_t us = to_usec(now);; ++us) {
+    char name[64];
+    (void)std::snprintf(name, sizeof name, "/seg-%020lld.rec", static_cast<long long>(us));
+    const std::string path = dir_ + name;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0 && errno == EEXIST) continue;
+    if (fd < 0) return "cannot create " + path + ": " + strerrordesc_np(errno);
+    fd_ = fd;
+    path_ = path;
+    break;
+  }
+  buffer_ = recording_header() + first_record;
   return flush();
+}
+
+std::optional<std::string> RecordingStore::rotate(WallTime now, const std::string& snapshot_record) {
+  if (fd_ < 0) return std::string("no open segment");
+  if (auto e = flush()) return e;
+  if (prev_fd_ >= 0) ::close(prev_fd_);  // synced with the journal already, or a rotation too soon
+  prev_fd_ = fd_;
+  fd_ = -1;
+  if (auto e = open_segment(now, snapshot_record)) {
+    fd_ = prev_fd_;  // go on in the old segment
+    prev_fd_ = -1;
+    return e;
+  }
+  (void)prune(now);
+  return std::nullopt;
+}
+
+std::size_t RecordingStore::prune(WallTime now) {
+  const auto segs = segments();
+  auto start_of = [](const std::string& path) {
+    const auto slash = path.rfind('/');
+    return wall_us(std::strtoll(path.c_str() + slash + 5, nullptr, 10));  // after "/seg-"
+  };
+  std::size_t removed = 0;
+  for (std::size_t i = 0; i + 1 < segs.size(); ++i) {
+    if (segs[i] == path_) continue;
+    if (start_of(segs[i + 1]) + keep_ < now && ::unlink(segs[i].c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 void RecordingStore::append(const std::string& framed) {
@@ -579,6 +669,14 @@ std::optional<std::string> RecordingStore::flush() {
 
 std::optional<std::string> RecordingStore::sync() {
   if (auto e = flush()) return e;
+  if (prev_fd_ >= 0) {
+    // The segment before a rotation, synced now with the journal (no sync of its own).
+    ++syncs_;
+    const int r = ::fdatasync(prev_fd_);
+    ::close(prev_fd_);
+    prev_fd_ = -1;
+    if (r != 0) return std::string("cannot sync the recording: ") + strerrordesc_np(errno);
+  }
   if (fd_ < 0) return std::nullopt;
   ++syncs_;
   if (::fdatasync(fd_) != 0) return std::string("cannot sync the recording: ") + strerrordesc_np(errno);
@@ -593,7 +691,9 @@ std::string RecordingStore::window(WallTime from, WallTime to) {
     const auto data = slurp(path);
     if (!data) continue;
     const Scan s = scan_recording(*data);
-    if (s.records.empty() || s.records.front().kind != RecKind::start) continue;
+    if (s.records.empty() || (s.records.front().kind != RecKind::start && s.records.front().kind != RecKind::snapshot)) {
+      continue;
+    }
     const auto walls = record_walls(s.records);
     if (walls.front() > to || walls.back() < from) continue;
     std::size_t n = 0;

@@ -32,7 +32,10 @@
 
 namespace thecal::io {
 
-inline constexpr std::uint32_t kRecordingFormat = 1;
+/// Format 2 adds the snapshot record (8); format 1 (no snapshot) is still read.
+inline constexpr std::uint32_t kRecordingFormat = 2;
+/// The store starts a new segment, with a snapshot, after this much pump (monotonic) time.
+inline constexpr Duration kSegmentSpan = days(1);
 inline constexpr std::size_t kMaxRecordPayload = 1u << 20;
 
 enum class RecKind : std::uint8_t {
@@ -44,6 +47,8 @@ enum class RecKind : std::uint8_t {
   event = 5,    // an output: an event the core emitted (compared by the replay)
   gap = 6,      // the dosing thread's queue overflowed: inputs were lost after this cycle
   end = 7,      // end of a recording handed out (count of the records before it)
+  snapshot = 8, // an exact image of the core at a cycle boundary: a segment's first record
+                //   within a run (board, time, period, the ideal plant, CoreImage)
 };
 
 /// What of a reply the replay compares (the message text is not kept: it follows from these).
@@ -65,7 +70,13 @@ struct LoopInput {
   Duration period{0};       // clock: how far each following cycle advances both clocks
   Command cmd{};            // command (its plan / state_in are read by the main thread
   ReplyKept reply{};        //   before it takes the reply: the sender still owns them)
-  SensorInputs in{};        // sensors
+  SensorInputs in{};        // sensors; snapshot: the ideal plant's inputs
+  // snapshot: the image the main thread asked for (its buffer, filled by the dosing
+  // thread), the ideal plant's step count, and how many events the loop had handed over
+  // before it (those belong to the segment before).
+  CoreImage* image = nullptr;
+  std::uint64_t plant_steps = 0;
+  std::uint64_t events_before = 0;
 };
 
 /// A digest of the status fields the replay must reproduce exactly (state, step and volume
@@ -100,6 +111,9 @@ struct Recorded {
   EventType event_type = EventType::state_changed;
   // end
   std::uint64_t count = 0;
+  // snapshot (also board, now, period, in)
+  std::shared_ptr<const CoreImage> image;
+  std::uint64_t plant_steps = 0;
 };
 
 /// The file header (16 bytes).
@@ -112,6 +126,8 @@ std::string encode_input(const LoopInput& in);
 std::string encode_start(const BoardParams& board, Now now, std::int64_t budget, const CoreState& state,
                          std::uint64_t events_before = 0);
 std::string encode_event(const Event& e);
+/// A snapshot record from the loop's snapshot input (its image filled).
+std::string encode_snapshot(const BoardParams& board, const LoopInput& in);
 std::string encode_gap(std::uint64_t cycle);
 std::string encode_end(std::uint64_t count);
 
@@ -140,15 +156,24 @@ class RecordingStore {
   /// `now`, truncates a torn tail of the newest, and opens a new segment beginning with
   /// `start_record`.  Error text on failure (the daemon then runs without a recorder).
   std::optional<std::string> begin(WallTime now, const std::string& start_record);
+  /// Starts a new segment at `now` beginning with `snapshot_record` (within a run), then
+  /// removes the segments that ended more than `keep` before `now`.  The previous segment
+  /// is synced with the next sync() (no sync of its own).  Error text on failure (the
+  /// recording then goes on in the previous segment).
+  std::optional<std::string> rotate(WallTime now, const std::string& snapshot_record);
+  /// Removes every closed segment whose successor began more than `keep` before `now` (its
+  /// last record is before its successor's first).  The number removed.
+  std::size_t prune(WallTime now);
   /// Appends (buffered until flush()).
   void append(const std::string& framed);
   /// Writes what is buffered (no sync).  Error text on failure.
   std::optional<std::string> flush();
   /// fdatasync of the open segment.
   std::optional<std::string> sync();
-  /// The recording of [from, to] (wall µs): each run that overlaps it, from its start
-  /// record (the state snapshot), cut after the last record at or before `to`, then an end
-  /// record.  Reads the files; the open segment is flushed first.
+  /// The recording of [from, to] (wall µs): each segment that overlaps it, from its first
+  /// record (a run's start or a mid-run snapshot: the one at or before `from`), cut after
+  /// the last record at or before `to`, then an end record.  Reads the files; the open
+  /// segment is flushed first.
   std::string window(WallTime from, WallTime to);
 
   [[nodiscard]] std::uint64_t bytes_written() const { return bytes_; }
@@ -158,9 +183,12 @@ class RecordingStore {
   [[nodiscard]] std::vector<std::string> segments() const;
 
  private:
+  std::optional<std::string> open_segment(WallTime now, const std::string& first_record);
   std::string dir_;
   Duration keep_;
   int fd_ = -1;
+  int prev_fd_ = -1;  // the segment before a rotation, until its sync
+  std::string path_;  // the open segment
   std::string buffer_;
   std::uint64_t bytes_ = 0;
   std::uint64_t syncs_ = 0;

@@ -240,6 +240,35 @@ void DosingLoop::run() {
   running_.store(false, std::memory_order_release);
 }
 
+void DosingLoop::hand_over_events() {
+  if (events_.write_available() >= PumpCore::kEventCapacity) {
+    core_.drain_events([this](const Event& e) {
+      (void)events_.push(e);
+      ++events_pushed_;
+    });
+  }
+}
+
+template <class Sink>
+void DosingLoop::take_snapshot(Now now, Sink& sink) {
+  if (snapshot_requests_.read_available() == 0) return;
+  hand_over_events();  // the image holds no pending event: they go out first
+  CoreImage* buf = snapshot_requests_.front();
+  if (!core_.export_image(*buf)) return;  // events still pending (the main thread is behind): next cycle
+  snapshot_requests_.pop();
+  io::LoopInput r;
+  r.kind = io::RecKind::snapshot;
+  r.cycle = capture_.cycle();
+  r.digest = io::status_digest(core_.status());
+  r.now = now;
+  r.period = capture_.period();
+  r.in = capture_.plant().in;
+  r.plant_steps = capture_.plant().steps;
+  r.image = buf;
+  r.events_before = events_pushed_;
+  sink(r);
+}
+
 std::optional<Duration> DosingLoop::sim_advance_limit(std::int64_t real_now_us) {
   // With the simulator, simulated time runs `scale` times faster than the fsyncs that grant
   // the step budget (S7).  A real pump has minutes of budget ahead; at 20,000x those minutes
@@ -291,6 +320,7 @@ void DosingLoop::cycle(std::int64_t real_now_us) {
     const Duration nominal = opt_.simulated ? Duration{std::llround(static_cast<double>(to_usec(opt_.period)) * scale)}
                                             : opt_.period;
     capture_.begin_cycle(now, nominal, core_.status(), sink);
+    take_snapshot(now, sink);
   }
   std::array<Reply, kCommandsPerCycle> replies;
   std::size_t n = 0;
@@ -317,9 +347,7 @@ void DosingLoop::cycle(std::int64_t real_now_us) {
 
   // Events wait in the core while the main thread is behind; the core's own buffer counts
   // what it had to drop.
-  if (events_.write_available() >= PumpCore::kEventCapacity) {
-    core_.drain_events([this](const Event& e) { (void)events_.push(e); });
-  }
+  hand_over_events();
   if (n > 0 || ++since_status_ >= opt_.status_every) {
     since_status_ = 0;
     status_.write(core_.status());

@@ -68,6 +68,12 @@ class DosingLoop {
   /// drain_replies(): a command's plan is still the sender's then.
   template <class F>
   void drain_inputs(F&& f) { inputs_.consume_all(f); }
+  /// Asks for an exact image of the core (the flight recorder's mid-run snapshot) into
+  /// `buf`, which the main thread owns and does not touch until the snapshot input comes
+  /// back through drain_inputs (LoopInput::image == buf).  Taken at the start of a cycle
+  /// with no event pending, by a plain copy (no allocation, no lock).  False: one is
+  /// already asked for.
+  [[nodiscard]] bool request_snapshot(CoreImage* buf) { return snapshot_requests_.push(buf); }
   /// The newest status snapshot, if one arrived since the last call.
   bool latest_status(Status& out);
   [[nodiscard]] LoopDiagnostics diagnostics() const;
@@ -99,6 +105,11 @@ class DosingLoop {
   void run();
   void setup_thread();
   void cycle(std::int64_t real_now_us);
+  /// The core's pending events into the queue to the main thread, if it has room for all.
+  void hand_over_events();
+  /// A requested exact image, at the start of a cycle (after its clock record).
+  template <class Sink>
+  void take_snapshot(Now now, Sink& sink);
   /// Simulated world only: how far the simulated clock may move this cycle so that the
   /// step budget the journal granted covers it (see the .cpp); nullopt: no limit.
   std::optional<Duration> sim_advance_limit(std::int64_t real_now_us);
@@ -119,6 +130,8 @@ class DosingLoop {
   TripleBuffer<Status> status_;
   boost::lockfree::spsc_queue<io::LoopInput, boost::lockfree::capacity<1024>> inputs_;
   InputCapture capture_;
+  boost::lockfree::spsc_queue<CoreImage*, boost::lockfree::capacity<2>> snapshot_requests_;
+  std::uint64_t events_pushed_ = 0;  // events handed to the main thread (loop thread only)
   bool inputs_lost_ = false;  // the queue overflowed: recording stops (a gap record says so)
   bool gap_sent_ = false;
 

@@ -91,6 +91,9 @@ class InputCapture {
   }
 
   [[nodiscard]] std::uint64_t cycle() const { return cycle_; }
+  /// The prediction as it stands (a snapshot record carries it: the replay goes on from it).
+  [[nodiscard]] const IdealPlant& plant() const { return plant_; }
+  [[nodiscard]] Duration period() const { return period_; }
 
   /// The prediction continues from recorded inputs `in` (the replay does the same).
   static void resync(IdealPlant& plant, const SensorInputs& in, std::uint32_t spp) {

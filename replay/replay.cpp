@@ -50,6 +50,7 @@ std::string describe(const io::Recorded& r, std::size_t index) {
            ")";
       break;
     case io::RecKind::start: s += "start"; break;
+    case io::RecKind::snapshot: s += "snapshot"; break;
     default: s += "other"; break;
   }
   return s;
@@ -61,6 +62,20 @@ class Run {
   Run(const io::Recorded& start, Result& r, Checker& chk, const Options& opt)
       : r_(r), chk_(chk), opt_(opt), board_(start.board), skip_(start.events_before) {
     core_ = std::make_unique<PumpCore>(board_, start.now);
+    if (start.kind == io::RecKind::snapshot) {
+      // A segment that begins within a run: the core exactly as it was at the start of
+      // that cycle (its clock record, if any, is in the segment before), the cycle open.
+      core_->restore_image(*start.image);
+      now_ = start.now;
+      period_ = start.period;
+      cycle_ = static_cast<std::int64_t>(start.cycle);
+      plant_.in = start.in;
+      plant_.steps = start.plant_steps;
+      chk_.begin_run(board_, start.image->state.plan);
+      chk_.clock(now_);
+      snapshot_digest_ok_ = io::status_digest(core_->status()) == start.digest;
+      return;
+    }
     (void)core_->restore_state(*start.state, RestoreClock{start.now, Duration{0}}, 0);
     if (start.budget > 0) {
       Command g;
@@ -82,6 +97,13 @@ class Run {
       return;
     }
     expected_.push_back(e);
+  }
+
+  /// False: a snapshot whose image does not give the status recorded with it.
+  [[nodiscard]] bool snapshot_ok(std::size_t index) {
+    if (snapshot_digest_ok_) return true;
+    index_ = index;
+    return diverge("the snapshot's image does not give the status recorded with it");
   }
 
   /// Returns false once diverged.
@@ -290,6 +312,7 @@ class Run {
   CycleLog log_{};
   BuzzerPattern last_pattern_ = BuzzerPattern::off;
   std::vector<Event> events_;
+  bool snapshot_digest_ok_ = true;
 };
 
 }  // namespace
@@ -309,6 +332,10 @@ std::string list_records(const io::Scan& scan) {
         line += "  output: event " + std::string(to_string(r.event_type));
         break;
       case io::RecKind::gap: line += "GAP: inputs lost from cycle " + std::to_string(r.cycle); break;
+      case io::RecKind::snapshot:
+        line += "snapshot at cycle " + std::to_string(r.cycle) + ": state " +
+                std::string(to_string(r.image->state.state)) + ", period " + std::to_string(r.period.count()) + " us";
+        break;
       default: line += describe(r, i); break;
     }
     out += line + "\n";
@@ -327,14 +354,16 @@ Result replay(const io::Scan& scan, const Options& opt) {
     r.first = walls.front();
     r.last = walls.back();
   }
+  auto begins = [&](std::size_t k) { return recs[k].kind == io::RecKind::start || recs[k].kind == io::RecKind::snapshot; };
   std::size_t i = 0;
-  while (i < recs.size() && recs[i].kind != io::RecKind::start) ++i;
-  if (i > 0 && r.problem.empty()) r.problem = "the recording does not begin with a start record";
+  while (i < recs.size() && !begins(i)) ++i;
+  if (i > 0 && r.problem.empty()) r.problem = "the recording does not begin with a start or snapshot record";
   while (i < recs.size()) {
     std::size_t j = i + 1;
-    while (j < recs.size() && recs[j].kind != io::RecKind::start) ++j;
+    while (j < recs.size() && !begins(j)) ++j;
     ++r.runs;
     Run run(recs[i], r, chk, opt);
+    if (!run.snapshot_ok(i)) break;
     for (std::size_t k = i + 1; k < j; ++k) {
       if (recs[k].kind == io::RecKind::event) run.expect_event(recs[k]);
     }

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <type_traits>
+#include <utility>
 
 #include "control/core_state_fields.hpp"
 #include "tests/app/journal_test_util.hpp"
@@ -73,6 +74,8 @@ struct Filler {
       v = Phase::trial, ++leaves;
     } else if constexpr (std::is_same_v<T, BasalMode>) {
       v = BasalMode::flex, ++leaves;
+    } else if constexpr (std::is_same_v<T, BuzzerPattern>) {
+      v = BuzzerPattern::medium, ++leaves;
     } else if constexpr (std::is_integral_v<T>) {
       v = static_cast<T>(k++), ++leaves;
     } else if constexpr (std::is_same_v<T, double>) {
@@ -260,6 +263,110 @@ TEST(CoreRestore, EveryFieldComesBackOutOfACoreThatRestoredIt) {
   CoreState out;
   n.core->export_state(out, n.now);
   EXPECT_EQ(first_difference(s, out), "");
+}
+
+// ---- The exact image's runtime (CoreRuntime: what a restart drops) -----------------------
+// The list names every member of each struct: counted by aggregate initialisation, so a
+// member added to CoreRuntime, CoreStretch or CoreLedgerCursor without its line in
+// core_state_fields.hpp fails here.
+struct AnyField {
+  template <class T>
+  operator T&() const&& noexcept;  // NOLINT(google-explicit-constructor): only counted, never called
+};
+template <class T, std::size_t... I>
+constexpr bool initialisable_with(std::index_sequence<I...> /*unused*/) {
+  return requires { T{(void(I), AnyField{})...}; };
+}
+template <class T, std::size_t N = 0>
+constexpr std::size_t member_count() {
+  if constexpr (initialisable_with<T>(std::make_index_sequence<N + 1>{})) {
+    return member_count<T, N + 1>();
+  } else {
+    return N;
+  }
+}
+struct Counter {
+  std::size_t n = 0;
+  template <class T>
+  void operator()(const char* /*name*/, const T& /*v*/) { ++n; }
+};
+template <class T>
+std::size_t listed_count() {
+  Counter c;
+  T v{};
+  fields_of(c, v);
+  return c.n;
+}
+
+TEST(CoreImage, TheRuntimeListNamesEveryMember) {
+  EXPECT_EQ(member_count<CoreRuntime>(), listed_count<CoreRuntime>());
+  EXPECT_EQ(member_count<CoreStretch>(), listed_count<CoreStretch>());
+  EXPECT_EQ(member_count<CoreLedgerCursor>(), listed_count<CoreLedgerCursor>());
+  EXPECT_EQ(listed_count<CoreRuntime>(), kCoreRuntimeFields);
+  EXPECT_EQ(listed_count<CoreStretch>(), kCoreStretchFields);
+  EXPECT_EQ(listed_count<CoreLedgerCursor>(), kCoreLedgerCursorFields);
+  EXPECT_EQ(member_count<CoreImage>(), 2U) << "CoreImage is the state and the runtime";
+  // The counter itself counts: a struct of three members is three.
+  struct Three {
+    int a = 0;
+    std::optional<MonoTime> b;
+    std::array<Mass, 2> c{};
+  };
+  EXPECT_EQ(member_count<Three>(), 3U);
+}
+
+std::vector<std::pair<std::string, std::string>> listed_runtime(const CoreRuntime& r) {
+  Lister l;
+  l("runtime", r);
+  return l.out;
+}
+
+// Every runtime field, filled through the list, survives the image's codec, and comes back
+// out of a core that restored it (a field forgotten in export_image or restore_image fails
+// here by name).
+TEST(CoreImage, EveryRuntimeFieldSurvivesTheCodecAndARestore) {
+  Delivered d;
+  auto im = std::make_unique<CoreImage>();
+  im->state = d.s;
+  Filler f{d.h.now};
+  f("runtime", im->runtime);
+  ASSERT_GT(f.leaves, 60U);
+  const auto filled = listed_runtime(im->runtime);
+  const auto defaults = listed_runtime(CoreRuntime{});
+  const std::map<std::string, std::string> by_key(defaults.begin(), defaults.end());
+  for (const auto& [k, v] : filled) {
+    if (k.back() == '#' && k.find("cath") == std::string::npos) continue;  // a std::array's size is its type's
+    const auto it = by_key.find(k);
+    if (it != by_key.end()) {
+      EXPECT_NE(v, it->second) << k << " still has its default value";
+    }
+  }
+  im->runtime.stretch.cath_capacity = uL(1000);  // room for the two filled segments
+  im->runtime.next_slow = im->state.mono + seconds(1);  // later than the status time, as in a live core
+  // A live ledger's cursor is at the status's minute or later, its expiry done up to it.
+  const std::int64_t minute = to_usec(im->state.mono - MonoTime{}) / 60'000'000 + 1;
+  im->runtime.ledger_cursor.latest_minute = minute;
+  im->runtime.ledger_cursor.next_to_expire = minute - 24 * 60;
+  const auto bytes = encode_core_image(*im);
+  std::string err;
+  const auto back = decode_core_image(as_text(bytes), &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(listed_runtime(back->runtime), listed_runtime(im->runtime));
+  EXPECT_EQ(first_difference(back->state, im->state), "");
+
+  Harness n;
+  n.core = std::make_unique<PumpCore>(n.board, Now{mono_us(0), wall_us(0)});
+  n.core->restore_image(*back);
+  auto out = std::make_unique<CoreImage>();
+  ASSERT_TRUE(n.core->export_image(*out));
+  const auto x = listed_runtime(out->runtime);
+  const auto y = listed_runtime(im->runtime);
+  ASSERT_EQ(x.size(), y.size());
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_EQ(x[i], y[i]) << "lost by export_image/restore_image";
+  // The state's derived fields follow from the runtime (pending volume, whole steps, the
+  // battery's closed form);
+  // every other field is the one restored.
+  EXPECT_EQ(first_difference(out->state, im->state, {"dropped_volume", "prime_left", "battery_used_mAs"}), "");
 }
 
 // Journals written before the field list (format 1, by 8e5d9e3, in a real file) read

@@ -632,5 +632,200 @@ TEST(FastForward, CostGrowsWithEventsNotWithTime) {
   EXPECT_GE(static_cast<double>(it30), 25.0 * static_cast<double>(it1));
 }
 
+// ---- The exact image (issue 15, mid-run snapshots of the flight recorder) ---------------
+// A core restored from an exact image (PumpCore::export_image, through its binary form,
+// into a new core) ticks on bit for bit as the core it was taken from: the same scenarios
+// as above, one run ticked straight through, the other replaced by its own image every few
+// hundred to few thousand cycles (mid-bolus, mid-stretch, with alarms sounding, the flow
+// window partly full, S1 holding back, the admixture's ledgers) and before and after every
+// act; compared at every cut and at the end (expect_same), and the two images byte for
+// byte.
+
+/// `run`'s core replaced by a new one restored from its image, through the codec.
+void reimage(CoreRun& run, const BoardParams& board) {
+  auto im = std::make_unique<CoreImage>();
+  ASSERT_TRUE(run.core->export_image(*im)) << "events pending at a cycle boundary";
+  const auto bytes = encode_core_image(*im);
+  std::string err;
+  const auto back = decode_core_image(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), &err);
+  ASSERT_TRUE(back) << err;
+  run.core = std::make_unique<PumpCore>(board, Now{mono_us(0), wall_us(0)});
+  run.core->restore_image(*back);
+  auto again = std::make_unique<CoreImage>();
+  ASSERT_TRUE(run.core->export_image(*again));
+  ASSERT_TRUE(encode_core_image(*again) == bytes) << "the restored core's image differs from the one it was restored from";
+}
+
+void expect_same_image(CoreRun& a, CoreRun& b, const std::string& where) {
+  expect_same(a, b, where);
+  if (::testing::Test::HasFatalFailure()) return;
+  auto x = std::make_unique<CoreImage>();
+  auto y = std::make_unique<CoreImage>();
+  ASSERT_TRUE(a.core->export_image(*x));
+  ASSERT_TRUE(b.core->export_image(*y));
+  ASSERT_TRUE(encode_core_image(*x) == encode_core_image(*y)) << where << ": the images differ";
+}
+
+std::uint64_t g_images = 0;
+
+void run_image_seed(std::uint64_t seed, bool admix) {
+  SCOPED_TRACE(::testing::Message() << "exact image scenario seed " << seed << (admix ? " (admixture)" : ""));
+  const Scenario s = make_scenario(seed, false, admix);
+  CoreRun ref(s.board, s.start, false, s.period);
+  CoreRun img(s.board, s.start, false, s.period);
+  const Steps budget{s.acts.size() % 3 == 0 ? 400 : 100'000'000};
+  set_up(ref, s.plan, mL(15), budget);
+  set_up(img, s.plan, mL(15), budget);
+  if (::testing::Test::HasFatalFailure()) return;
+  Rng r(seed + 77);
+  const std::int64_t cut = r.irange(1000, 6000);
+  auto advance = [&](std::int64_t n) {
+    while (n > 0) {
+      const std::int64_t k = std::min(n, cut);
+      ref.advance(k);
+      img.advance(k);
+      n -= k;
+      reimage(img, s.board);
+      ++g_images;
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  };
+  const std::int64_t prime_cycles =
+      static_cast<std::int64_t>((s.plan.catheter_volume / s.board.prime_rate).canonical_value()) / s.period.count() + 500;
+  advance(prime_cycles / 2);  // mid-priming
+  advance(prime_cycles - prime_cycles / 2);
+  if (::testing::Test::HasFatalFailure()) return;
+  for (CoreRun* run : {&ref, &img}) (void)run->send({.kind = CommandKind::start});
+  std::int64_t at = 0;
+  for (const auto& a : s.acts) {
+    advance(a.cycle - at);
+    if (::testing::Test::HasFatalFailure()) return;
+    at = a.cycle;
+    expect_same_image(ref, img, "before act " + std::to_string(a.kind) + " at cycle " + std::to_string(a.cycle));
+    if (::testing::Test::HasFatalFailure()) return;
+    act(ref, s, a);
+    act(img, s, a);
+    reimage(img, s.board);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  advance(s.horizon / s.period - at);
+  if (::testing::Test::HasFatalFailure()) return;
+  expect_same_image(ref, img, "at the end");
+}
+
+TEST(ExactImage, RestoredMidRunTicksOnBitForBit) {
+  for (std::uint64_t seed = 1; seed <= kRuns / 3; ++seed) {
+    run_image_seed(seed, false);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  for (std::uint64_t seed = 1; seed <= kAdmixRuns / 3; ++seed) {
+    run_image_seed(seed, true);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  std::cout << "exact image: " << g_images << " mid-run restores, each ticked on bit for bit\n";
+}
+
+// The transient parts a restart drops, each live when the image is taken: a bolus running,
+// a high alarm sounding (acknowledged: silenced), the flow window partly full with the
+// encoder behind, an alarm test sounding, a refill session with a catheter-port injection.
+TEST(ExactImage, CarriesWhatARestartDrops) {
+  BoardParams board;
+  board.prime_rate = mL_per_h(20);
+  TherapyPlan p = continuous_plan(mg_per_day(2), mg_per_mL(1), mg(20));
+  p.catheter_volume = uL(10);
+  p.patient_bolus = PatientBolusRule{mg(0.05), minutes(10), hours(1), 4};
+  const Now start{mono_us(5'000'000), wall_us(1'790'000'000'000'000)};
+  CoreRun ref(board, start, false);
+  CoreRun img(board, start, false);
+  for (CoreRun* run : {&ref, &img}) start_infusing(*run, p);
+  if (::testing::Test::HasFatalFailure()) return;
+  auto both = [&](Command c) {
+    const Reply x = ref.send(c);
+    const Reply y = img.send(c);
+    EXPECT_EQ(x.refusal, y.refusal);
+  };
+  auto step = [&](Duration d, const std::string& where) {
+    ref.advance(d / kPeriod);
+    img.advance(d / kPeriod);
+    reimage(img, board);
+    if (::testing::Test::HasFatalFailure()) return;
+    ref.advance(1234);
+    img.advance(1234);
+    expect_same_image(ref, img, where);
+  };
+  // The encoder falls behind (a slipping motor): the flow window fills with a deviation.
+  for (CoreRun* run : {&ref, &img}) run->plant.in.encoder_pulses = 0;
+  step(minutes(3), "flow window partly full");
+  if (::testing::Test::HasFatalFailure()) return;
+  both({.kind = CommandKind::patient_bolus});
+  step(minutes(2), "bolus running");
+  if (::testing::Test::HasFatalFailure()) return;
+  for (CoreRun* run : {&ref, &img}) run->plant.in.occlusion = true;
+  step(seconds(2), "occlusion sounding");
+  both({.kind = CommandKind::acknowledge_alarm, .alarm = AlarmCode::occlusion});
+  step(seconds(30), "occlusion silenced");
+  for (CoreRun* run : {&ref, &img}) run->plant.in.occlusion = false;
+  both({.kind = CommandKind::acknowledge_alarm, .alarm = AlarmCode::occlusion});
+  both({.kind = CommandKind::test_alarm});
+  step(seconds(3), "alarm test sounding");
+  both({.kind = CommandKind::begin_refill});
+  for (CoreRun* run : {&ref, &img}) run->plant.in.occlusion = true;
+  step(seconds(1), "refill session, catheter-port injection");
+  if (::testing::Test::HasFatalFailure()) return;
+  EXPECT_EQ(ref.core->state(), PumpState::refilling);
+  EXPECT_TRUE(ref.core->status().alarms[static_cast<std::size_t>(AlarmCode::catheter_port_injection)].active);
+  for (CoreRun* run : {&ref, &img}) run->plant.in.occlusion = false;
+  step(minutes(20), "refill unfinished");
+  EXPECT_TRUE(ref.core->status().alarms[static_cast<std::size_t>(AlarmCode::refill_unfinished)].active);
+  // A restart (restore_state) of the same core does not tick on the same: the image is
+  // what carries these (the step accumulator's fraction, the flow window, the sound).
+  CoreRun restarted(board, ref.now, false);
+  CoreState st;
+  ref.core->export_state(st, ref.now);
+  (void)restarted.core->restore_state(st, RestoreClock{ref.now, Duration{0}}, 0);
+  auto x = std::make_unique<CoreImage>();
+  auto y = std::make_unique<CoreImage>();
+  restarted.drain();
+  ASSERT_TRUE(ref.core->export_image(*x));
+  ASSERT_TRUE(restarted.core->export_image(*y));
+  EXPECT_FALSE(encode_core_image(*x) == encode_core_image(*y)) << "a restart keeps everything: nothing for the image to add";
+}
+
+TEST(ExactImage, IsRefusedWhileEventsArePending) {
+  BoardParams board;
+  const Now start{mono_us(5'000'000), wall_us(1'790'000'000'000'000)};
+  PumpCore core(board, start);
+  Command c;
+  c.kind = CommandKind::load_prescription;  // refused: no plan, one command_refused event
+  (void)core.apply(c, start);
+  ASSERT_GT(core.events_pending(), 0U);
+  auto im = std::make_unique<CoreImage>();
+  im->runtime.budget = 4242;
+  EXPECT_FALSE(core.export_image(*im));
+  EXPECT_EQ(im->runtime.budget, 4242) << "nothing written";
+  core.drain_events([](const Event&) {});
+  EXPECT_TRUE(core.export_image(*im));
+}
+
+TEST(ExactImage, ABadImageIsRefusedByName) {
+  BoardParams board;
+  const Now start{mono_us(5'000'000), wall_us(1'790'000'000'000'000)};
+  PumpCore core(board, start);
+  auto im = std::make_unique<CoreImage>();
+  ASSERT_TRUE(core.export_image(*im));
+  const auto bytes = encode_core_image(*im);
+  std::string text(bytes.begin(), bytes.end());
+  std::string err;
+  EXPECT_TRUE(decode_core_image(text, &err)) << err;
+  EXPECT_FALSE(decode_core_image(text.substr(0, text.size() - 1), &err));
+  EXPECT_NE(err.find("core image"), std::string::npos) << err;
+  std::string newer = text;
+  newer[0] = 9;
+  EXPECT_FALSE(decode_core_image(newer, &err));
+  EXPECT_NE(err.find("core image format 9"), std::string::npos) << err;
+  EXPECT_FALSE(decode_core_image(text + "x", &err));
+  EXPECT_NE(err.find("trailing"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace thecal

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -142,6 +143,57 @@ TEST(Recorder, TheFlexExampleWithBolusesAFaultAndASigkillReplaysExactly) {
   EXPECT_NE(rep.out.find("MATCH"), std::string::npos) << rep.out;
   EXPECT_NE(rep.out.find("2 run(s)"), std::string::npos) << rep.out;
   EXPECT_TRUE(fs::file_size(p.dir.path() + "/month.rec.svg") > 1000);
+}
+
+/// µs since the epoch of thecal-replay --list's ISO time ("2026-11-30T12:00:00.000000Z").
+std::uint64_t iso_us(const std::string& s) {
+  std::tm tm{};
+  int us = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                  &tm.tm_sec, &us) != 7) {
+    return 0;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<std::uint64_t>(timegm(&tm)) * 1'000'000 + static_cast<std::uint64_t>(us);
+}
+
+// Issue 15 items 1 and 2 over one long run: a segment a day of pump time, each from an
+// exact snapshot; a window in the middle starts at the last snapshot at or before `from`
+// (at most one segment early, not at the run's start) and replays to MATCH.
+TEST(Recorder, ALongRunRotatesDailyAndAWindowInTheMiddleStartsAtItsSnapshot) {
+  Pump p;
+  ASSERT_NO_FATAL_FAILURE(p.infusing());
+  const std::uint64_t t0 = p.wall();
+  ASSERT_EQ(p.ctl({"time-scale", "20000"}).exit_code, 0);
+  ASSERT_TRUE(p.sim_wait(kDay + 12 * kHour, 60'000));
+  ASSERT_EQ(p.ctl({"bolus"}).exit_code, 0);  // an input in the middle of the window
+  ASSERT_TRUE(p.sim_wait(2 * kDay, 60'000));
+  ASSERT_EQ(p.ctl({"time-scale", "1"}).exit_code, 0);
+  std::size_t segments = 0;
+  for (const auto& e : fs::directory_iterator(p.dir.path() + "/state/recorder")) segments += e.path().extension() == ".rec";
+  EXPECT_GE(segments, 4U) << "one run of 3.5 days: its start and a snapshot a day";
+
+  const std::uint64_t from = t0 + kDay + 6 * kHour;
+  const std::uint64_t to = from + kDay;
+  const std::string file = p.dir.path() + "/middle.rec";
+  auto r = p.ctl({"recording", std::to_string(from), std::to_string(to), file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const RunResult rep = run({THECAL_REPLAY_PATH, file});
+  EXPECT_EQ(rep.exit_code, 0) << rep.out << rep.err;
+  EXPECT_NE(rep.out.find("MATCH"), std::string::npos) << rep.out;
+  const RunResult list = run({THECAL_REPLAY_PATH, file, "--list"});
+  ASSERT_EQ(list.exit_code, 0) << list.out << list.err;
+  const std::string first = list.out.substr(0, list.out.find('\n'));
+  EXPECT_NE(first.find("snapshot at cycle"), std::string::npos) << first;
+  const std::uint64_t begins = iso_us(first);
+  EXPECT_LE(begins, from) << first;
+  EXPECT_GE(begins, from - kDay) << first;
+  // The whole run is 3.5 days; the window's file holds at most its day and one segment.
+  const std::uint64_t whole = fs::file_size(file);
+  std::uint64_t all = 0;
+  for (const auto& e : fs::directory_iterator(p.dir.path() + "/state/recorder")) all += fs::file_size(e.path());
+  EXPECT_LT(whole, all) << "the window is not the whole run";
 }
 
 TEST(Recorder, GetRecordingRefusesBadWindowsAndANewPumpGivesItsStart) {

@@ -13,6 +13,7 @@
 
 #include "io/journal.hpp"
 #include "io/recording.hpp"
+#include "control/pump_core.hpp"
 
 namespace thecal::io {
 namespace {
@@ -140,14 +141,21 @@ TEST(RecordingFormat, AWrongHeaderOrVersionGivesNoRecords) {
   other[0] = 'X';
   EXPECT_TRUE(scan_recording(other).records.empty());
   EXPECT_NE(scan_recording(other).problem.find("not a thecal recording"), std::string::npos);
-  // Version 2 with a valid header checksum: named as newer.
-  std::string v2 = bytes;
-  v2[8] = 2;
-  const std::uint32_t crc = crc32c(std::string_view(v2).substr(0, 12));
-  for (int i = 0; i < 4; ++i) v2[12 + i] = static_cast<char>(crc >> (8 * i));
-  const Scan s = scan_recording(v2);
+  // Version 3 with a valid header checksum: named as newer.
+  auto with_version = [&](char v) {
+    std::string out = bytes;
+    out[8] = v;
+    const std::uint32_t crc = crc32c(std::string_view(out).substr(0, 12));
+    for (int i = 0; i < 4; ++i) out[12 + i] = static_cast<char>(crc >> (8 * i));
+    return out;
+  };
+  const Scan s = scan_recording(with_version(3));
   EXPECT_TRUE(s.records.empty());
-  EXPECT_EQ(s.problem, "recording format 2 is not 1 (written by a newer thecald)");
+  EXPECT_EQ(s.problem, "recording format 3 is not 2 (written by a newer thecald)");
+  // Format 1 (before snapshots; the same records) is still read whole.
+  const Scan v1 = scan_recording(with_version(1));
+  EXPECT_EQ(v1.problem, "");
+  EXPECT_EQ(v1.records.size(), n);
 }
 
 TEST(RecordingFormat, AnEndRecordThatMiscountsIsReported) {
@@ -236,6 +244,91 @@ TEST_F(RecordingStoreTest, ATornTailIsCutAtTheNextStartAndAWindowIsSelfContained
   const Scan none = scan_recording(b.window(t0 - days(2), t0 - days(1)));
   EXPECT_TRUE(none.has_end);
   EXPECT_TRUE(none.records.empty());
+}
+
+// Rotation within one long run (issue 15): a segment a day, each from a snapshot, and
+// `keep` removes the old ones while the run goes on (simulated days, real files); a window
+// then starts at the last snapshot at or before `from`.
+TEST_F(RecordingStoreTest, RotationWithinOneLongRunAndKeepRemoveOldSegments) {
+  const WallTime t0 = wall_us(1'790'000'000'000'000);
+  BoardParams board;
+  PumpCore core(board, Now{mono_us(1'000'000), t0});
+  auto image = std::make_unique<CoreImage>();
+  ASSERT_TRUE(core.export_image(*image));
+  auto snapshot = [&](std::uint64_t cycle, WallTime w) {
+    LoopInput in;
+    in.kind = RecKind::snapshot;
+    in.cycle = cycle;
+    in.now = Now{mono_us(1'000'000) + (w - t0), w};
+    in.period = seconds(1);
+    in.image = image.get();
+    return encode_snapshot(board, in);
+  };
+  RecordingStore st(dir_ + "/rec", days(3));
+  ASSERT_EQ(st.begin(t0, start(t0)), std::nullopt);
+  std::uint64_t cycle = 0;
+  std::size_t most = 0;
+  for (std::int64_t day = 0; day < 10; ++day) {
+    for (int h = 1; h < 24; ++h) {
+      cycle += 3600;
+      st.append(clock(cycle, t0 + days(day) + hours(h), seconds(1)));
+    }
+    const std::uint64_t syncs = st.syncs();
+    ASSERT_EQ(st.rotate(t0 + days(day + 1), snapshot(cycle + 3600, t0 + days(day + 1))), std::nullopt);
+    cycle += 3600;
+    ASSERT_EQ(st.sync(), std::nullopt);
+    EXPECT_EQ(st.syncs(), syncs + 2) << "the segment before and the new one, with the journal's fsync";
+    most = std::max(most, st.segments().size());
+  }
+  // keep 3 d: the open segment, the three days before it, and the one that ended exactly
+  // 3 d ago; never more, while the run went on for 10 days (the first 6 days are gone).
+  const auto segs = st.segments();
+  EXPECT_EQ(segs.size(), 5U);
+  EXPECT_LE(most, 5U);
+  EXPECT_NE(segs.front().find(std::to_string(to_usec(t0 + days(6)))), std::string::npos) << segs.front();
+  // Each closed segment reads alone: its snapshot first, its 23 clock records.
+  std::ifstream in(segs[1], std::ios::binary);
+  const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const Scan one = scan_recording(data);
+  EXPECT_EQ(one.problem, "");
+  ASSERT_EQ(one.records.size(), 24U);
+  EXPECT_EQ(one.records.front().kind, RecKind::snapshot);
+  ASSERT_TRUE(one.records.front().image);
+
+  // A window in the middle of a day starts at that day's snapshot, not at the run's start.
+  const WallTime from = t0 + days(8) + hours(13);
+  const Scan w = scan_recording(st.window(from, from + hours(30)));
+  EXPECT_TRUE(w.has_end) << w.problem;
+  ASSERT_FALSE(w.records.empty());
+  EXPECT_EQ(w.records.front().kind, RecKind::snapshot);
+  EXPECT_EQ(w.records.front().now.wall, t0 + days(8));
+  const auto walls = record_walls(w.records);
+  EXPECT_LE(walls.front(), from);
+  EXPECT_GE(walls.front(), from - kSegmentSpan);
+  EXPECT_LE(walls.back(), from + hours(30));
+  EXPECT_EQ(w.records.size(), 24U + 20U);  // day 8 whole; day 9's snapshot and its first 19 hours
+}
+
+TEST_F(RecordingStoreTest, ARotationThatCannotCreateItsFileGoesOnInTheSameSegment) {
+  const WallTime t0 = wall_us(1'790'000'000'000'000);
+  RecordingStore st(dir_ + "/rec", days(3));
+  ASSERT_EQ(st.begin(t0, start(t0)), std::nullopt);
+  ASSERT_EQ(::chmod((dir_ + "/rec").c_str(), 0500), 0);
+  const bool root = ::geteuid() == 0;
+  const auto err = st.rotate(t0 + days(1), start(t0 + days(1)));
+  ASSERT_EQ(::chmod((dir_ + "/rec").c_str(), 0750), 0);
+  if (root) {
+    EXPECT_EQ(err, std::nullopt);  // root writes anyway: nothing to refuse
+    return;
+  }
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->find("cannot create"), std::string::npos) << *err;
+  st.append(clock(5, t0 + days(1) + seconds(1), seconds(1)));
+  ASSERT_EQ(st.flush(), std::nullopt);
+  ASSERT_EQ(st.segments().size(), 1U);
+  std::ifstream in(st.segments().front(), std::ios::binary);
+  const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(scan_recording(data).records.size(), 2U);
 }
 
 }  // namespace
