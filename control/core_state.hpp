@@ -109,6 +109,11 @@ struct CoreState {
   WallTime last_fill_wall{};              // the last fill (S13)
   std::optional<WallTime> stopped_since;  // delivery stopped at (S14)
 
+  // Format 3 (S14's 48 h mark).  A format-2 state reads as: the stop (if any) began its wall
+  // length before the capture on the monotonic clock, its 48 h mark not logged yet.
+  std::optional<MonoTime> stop_began;     // delivery stopped at, monotonic (S14)
+  bool long_stop_logged = false;          // that stop's 48 h mark was logged
+
   // ---- admixture (issue 16): encoded as a versioned tail, written only when a drug slot
   // is in use, so that a state without admixture encodes as before and an older journal
   // (no tail) decodes to no admixture.  The catheter segments' admixture is in `catheter`.
@@ -136,7 +141,7 @@ struct RestoreReport {
 };
 
 /// Binary form: versioned, every length and enum checked on decode.
-inline constexpr std::uint32_t kCoreStateFormat = 2;  // 1 is still read
+inline constexpr std::uint32_t kCoreStateFormat = 3;  // 1 and 2 are still read
 /// Version of the admixture tail that may follow the state (issue 16).
 inline constexpr std::uint32_t kAdmixtureTail = 1;
 std::vector<std::uint8_t> encode_core_state(const CoreState& s);
