@@ -104,6 +104,7 @@ struct CoreState {
   // Format 2 (issue 17).  A format-1 state reads as: no revision, no session, filled at
   // its capture time (so a stability limit counts from the restart, never earlier), no stop.
   bool catheter_revised = false;          // catheter_capacity is ReviseCatheter's
+  bool long_stop_logged = false;          // format 3: the 48 h mark of stop_began was logged
   PumpState refill_before = PumpState::idle;  // the state a refill session returns to
   MonoTime refill_began{};                // the session's start (state refilling)
   WallTime last_fill_wall{};              // the last fill (S13)
@@ -112,7 +113,8 @@ struct CoreState {
   // Format 3 (S14's 48 h mark).  A format-2 state reads as: the stop (if any) began its wall
   // length before the capture on the monotonic clock, its 48 h mark not logged yet.
   std::optional<MonoTime> stop_began;     // delivery stopped at, monotonic (S14)
-  bool long_stop_logged = false;          // that stop's 48 h mark was logged
+  // long_stop_logged (format 3) is above, beside the other flags (no padding): the layout
+  // here is not the encoding's order, which core_state_fields.hpp gives.
 
   // ---- admixture (issue 16): encoded as a versioned tail, written only when a drug slot
   // is in use, so that a state without admixture encodes as before and an older journal

@@ -395,12 +395,12 @@ class PumpCore {
 
   // issue 17 (persistent: core_state.hpp)
   bool catheter_revised_ = false;       // the dead volume in force is ReviseCatheter's
+  bool long_stop_logged_ = false;       // the 48 h mark of the stop since stop_began_ was logged
   PumpState refill_before_ = PumpState::idle;
   MonoTime refill_began_{};
   WallTime last_fill_wall_{};           // when the reservoir was last filled (S13)
   std::optional<WallTime> stopped_since_;  // delivery stopped (left infusing) at (S14)
   std::optional<MonoTime> stop_began_;     // the same instant, monotonic: its 48 h mark (S14)
-  bool long_stop_logged_ = false;          // this stop's 48 h mark was logged
   // not persistent: an alarm test in progress (a restart ends it)
   std::optional<MonoTime> alarm_test_since_;
 
