@@ -157,6 +157,11 @@ DescribedEvent describe(const Event& e) {
       break;
     case EventType::risk_event:
       if (e.index == kRiskLongStop) {
+        d.detail = "delivery stopped for " + fmt("%.1f h", to_seconds(e.duration) / 3600.0) + " and still stopped (" +
+                   std::string(to_string(e.new_state)) +
+                   "): a stop over 48 h is a reported risk factor for over-infusion when delivery resumes, "
+                   "reassess the dose before resuming";
+      } else if (e.index == kRiskLongStopEnded) {
         d.detail = "delivery resumed after a stop of " + fmt("%.1f h", to_seconds(e.duration) / 3600.0) +
                    " (over 48 h): a reported risk factor for over-infusion, reassess the dose";
       } else {

@@ -310,7 +310,7 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
   Reader r(bytes);
   auto s = std::make_unique<CoreState>();
   const std::uint32_t format = r.u32();
-  if (r.ok && format != kCoreStateFormat && format != 1) {
+  if (r.ok && (format < 1 || format > kCoreStateFormat)) {
     r.fail("core state format " + std::to_string(format) + " is not " + std::to_string(kCoreStateFormat) +
            (format > kCoreStateFormat ? " (written by a newer thecald)" : ""));
   }
@@ -321,6 +321,13 @@ std::optional<CoreState> decode_core_state(std::string_view bytes, std::string* 
     s->last_fill_wall = s->wall;  // a stability limit counts from the restart, never earlier
   } else if (r.ok && s->refill_before > PumpState::stopped) {
     r.fail("bad state before the refill (not one BeginRefill leaves from)");
+  }
+  if (format < 3 && s->stopped_since) {
+    // A stop kept by format 2 (wall time only): on the monotonic clock it began its wall
+    // length before the capture (never after it); its 48 h mark was never logged (format 2
+    // logged a long stop only when delivery resumed), so a restart logs it if it is past.
+    s->stop_began = s->mono - std::max(Duration{0}, s->wall - *s->stopped_since);
+    s->long_stop_logged = false;
   }
   // Physical sanity: nothing negative or non-finite where the core would trust it.
   if (r.ok) {
@@ -354,7 +361,10 @@ std::vector<std::uint8_t> encode_therapy_plan(const TherapyPlan& p) {
 std::optional<TherapyPlan> decode_therapy_plan(std::string_view bytes, std::string* err) {
   Reader r(bytes);
   const std::uint32_t format = r.u32();
-  if (r.ok && format != kCoreStateFormat) r.fail("plan format " + std::to_string(format) + " is not known");
+  // The plan's layout is the same in formats 2 and 3 (recordings of format 2 still read).
+  if (r.ok && (format < 2 || format > kCoreStateFormat)) {
+    r.fail("plan format " + std::to_string(format) + " is not known");
+  }
   TherapyPlan p;
   r("plan", p);
   r("max_in_reservoir", p.max_in_reservoir);

@@ -105,10 +105,17 @@ struct CoreState {
   // Format 2 (issue 17).  A format-1 state reads as: no revision, no session, filled at
   // its capture time (so a stability limit counts from the restart, never earlier), no stop.
   bool catheter_revised = false;          // catheter_capacity is ReviseCatheter's
+  bool long_stop_logged = false;          // format 3: the 48 h mark of stop_began was logged
   PumpState refill_before = PumpState::idle;  // the state a refill session returns to
   MonoTime refill_began{};                // the session's start (state refilling)
   WallTime last_fill_wall{};              // the last fill (S13)
   std::optional<WallTime> stopped_since;  // delivery stopped at (S14)
+
+  // Format 3 (S14's 48 h mark).  A format-2 state reads as: the stop (if any) began its wall
+  // length before the capture on the monotonic clock, its 48 h mark not logged yet.
+  std::optional<MonoTime> stop_began;     // delivery stopped at, monotonic (S14)
+  // long_stop_logged (format 3) is above, beside the other flags (no padding): the layout
+  // here is not the encoding's order, which core_state_fields.hpp gives.
 
   // ---- admixture (issue 16): encoded as a versioned tail, written only when a drug slot
   // is in use, so that a state without admixture encodes as before and an older journal
@@ -219,7 +226,7 @@ struct RestoreReport {
 };
 
 /// Binary form: versioned, every length and enum checked on decode.
-inline constexpr std::uint32_t kCoreStateFormat = 2;  // 1 is still read
+inline constexpr std::uint32_t kCoreStateFormat = 3;  // 1 and 2 are still read
 /// Version of the admixture tail that may follow the state (issue 16).
 inline constexpr std::uint32_t kAdmixtureTail = 1;
 std::vector<std::uint8_t> encode_core_state(const CoreState& s);

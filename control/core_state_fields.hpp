@@ -262,6 +262,10 @@ void core_state_fields(A& a, S& s) {
     a("last_fill_wall", s.last_fill_wall);
     a("stopped_since", s.stopped_since);
   }
+  if (a.format() >= 3) {  // format 3 (S14: the 48 h mark of a stop): appended likewise
+    a("stop_began", s.stop_began);
+    a("long_stop_logged", s.long_stop_logged);
+  }
   // Issue 16: the admixture, a versioned tail written only while a drug slot is in use (a
   // state without admixture encodes as before; no tail decodes to no admixture): the plan's
   // admixture and each drug's slot, the reservoir's and every catheter segment's admixture

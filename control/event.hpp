@@ -41,8 +41,11 @@ enum class EventType : std::uint8_t {
   refill_begun,         // BeginRefill: old_state (kept for the end of the session)
   refill_cancelled,     // CancelRefill: new_state (the state returned to)
   alarm_test,           // TestAlarm: the three patterns sounded once (duration: how long)
-  risk_event,           // S14: index kRiskLongStop (duration: the stop) or kRiskReservoirEmpty
+  risk_event,           // S14: index kRiskLongStop / kRiskLongStopEnded (duration: the stop so
+                        // far / in all) or kRiskReservoirEmpty (volume: what was left)
 };
+/// The last EventType (readers of recorded event types check against it).
+inline constexpr EventType kLastEventType = EventType::risk_event;
 
 constexpr std::string_view to_string(EventType t) {
   switch (t) {
@@ -90,8 +93,9 @@ constexpr std::string_view to_string(BolusSource s) {
 inline constexpr std::uint32_t kSystemUid = 0xFFFFFFFFu;       // the pump itself did it
 inline constexpr std::uint32_t kBolusButtonUid = 0xFFFFFFFEu;  // the patient's bolus button
 /// risk_event kinds (Event::index), SPEC S14.
-inline constexpr std::uint32_t kRiskLongStop = 0;        // delivery resumed after a stop > 48 h
+inline constexpr std::uint32_t kRiskLongStop = 0;        // a stop of delivery reached 48 h (still stopped)
 inline constexpr std::uint32_t kRiskReservoirEmpty = 1;  // the reservoir ran empty
+inline constexpr std::uint32_t kRiskLongStopEnded = 2;   // delivery resumed after a stop that reached 48 h
 
 struct Event {
   WallTime when{};

@@ -76,18 +76,26 @@ void PumpCore::set_state(PumpState to, Now now, std::uint32_t uid) {
   state_ = to;
   stretch_.valid = false;
   emit(e);
-  // S14: a stop of delivery counts from leaving `infusing`; a long one is a risk event
-  // when delivery resumes (the moment a clinician must weigh it).
-  if (e.old_state == PumpState::infusing) stopped_since_ = now.wall;
-  if (to == PumpState::infusing && stopped_since_) {
-    const Duration stop = now.wall - *stopped_since_;
-    stopped_since_.reset();
-    if (stop > kLongStop) {
+  // S14: a stop of delivery runs from leaving `infusing` to entering it again, whatever the
+  // states between (suspended, stopped, refilling, idle, priming, trial_finished, ...): the
+  // tip gets nothing of the prescription meanwhile.  Its 48 h mark is a risk event when it
+  // is reached (on_instant, a boundary); a stop that reached it is logged again, with its
+  // whole length, when delivery resumes (the moment a clinician must weigh it).
+  if (e.old_state == PumpState::infusing) {
+    stopped_since_ = now.wall;
+    stop_began_ = now.mono;
+    long_stop_logged_ = false;
+  }
+  if (to == PumpState::infusing) {
+    if (stop_began_ && long_stop_logged_) {
       Event r = make_event(EventType::risk_event, now.mono, now.wall, uid);
-      r.index = kRiskLongStop;
-      r.duration = stop;
+      r.index = kRiskLongStopEnded;
+      r.duration = now.mono - *stop_began_;
       emit(r);
     }
+    stopped_since_.reset();
+    stop_began_.reset();
+    long_stop_logged_ = false;
   }
 }
 

@@ -18,12 +18,13 @@
 //
 // Cycle length.  tick() integrates the therapy piecewise between "boundaries" (flex step
 // changes, local midnight, UTC offset changes, periodic doses, bolus ends, the end of a
-// timed suspend, the trial end), so a 1 ms cycle and a 20 s cycle program the same volume
-// (within a step) as long as max_steps_per_second allows it.  Between boundaries each
-// stretch of constant rate is integrated in closed form from its start (Stretch), and the
-// battery and the motor's token bucket are closed forms too: cutting time into more cycles
-// changes nothing, which fast_forward() uses to jump the cycles in which nothing happens.  Commands take effect at the
-// `now` they are applied with: apply() first integrates up to it with the old settings.
+// timed suspend, the trial end, a stop of delivery's 48 h mark), so a 1 ms cycle and a 20 s
+// cycle program the same volume (within a step) as long as max_steps_per_second allows it.
+// Between boundaries each stretch of constant rate is integrated in closed form from its
+// start (Stretch), and the battery and the motor's token bucket are closed forms too:
+// cutting time into more cycles changes nothing, which fast_forward() uses to jump the
+// cycles in which nothing happens.  Commands take effect at the `now` they are applied
+// with: apply() first integrates up to it with the old settings.
 #pragma once
 
 #include <algorithm>
@@ -108,7 +109,8 @@ class PumpCore {
   static constexpr std::size_t kMaxSegmentsPerCycle = 256;
   /// A refill session open this long raises refill_unfinished (S12).
   static constexpr Duration kRefillUnfinished = minutes(15);
-  /// A stop of delivery longer than this is a risk_event when delivery resumes (S14).
+  /// A stop of delivery is a risk_event (kRiskLongStop) at the instant it reaches this on
+  /// the monotonic clock, and again (kRiskLongStopEnded) when delivery resumes (S14).
   static constexpr Duration kLongStop = hours(48);
   /// ReviseCatheter's upper bound (SPEC 4).
   static constexpr double kMaxCatheterUl = 2000.0;
@@ -320,7 +322,7 @@ class PumpCore {
   /// Takes the transition for `t` if the table has one; returns whether it did.
   bool transition(Trigger t, Now now, std::uint32_t uid);
   /// Every change of state goes through here: the state_changed event and the long-stop
-  /// bookkeeping of S14.
+  /// bookkeeping of S14 (a stop begins on leaving `infusing`, ends on entering it).
   void set_state(PumpState to, Now now, std::uint32_t uid);
   void raise_alarm(AlarmCode c, Now now);
   void clear_alarm(AlarmCode c, Now now);
@@ -428,10 +430,12 @@ class PumpCore {
 
   // issue 17 (persistent: core_state.hpp)
   bool catheter_revised_ = false;       // the dead volume in force is ReviseCatheter's
+  bool long_stop_logged_ = false;       // the 48 h mark of the stop since stop_began_ was logged
   PumpState refill_before_ = PumpState::idle;
   MonoTime refill_began_{};
   WallTime last_fill_wall_{};           // when the reservoir was last filled (S13)
   std::optional<WallTime> stopped_since_;  // delivery stopped (left infusing) at (S14)
+  std::optional<MonoTime> stop_began_;     // the same instant, monotonic: its 48 h mark (S14)
   // not persistent: an alarm test in progress (a restart ends it)
   std::optional<MonoTime> alarm_test_since_;
 

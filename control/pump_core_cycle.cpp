@@ -150,6 +150,16 @@ void PumpCore::integrate(Now now) {
 
 void PumpCore::on_instant(MonoTime t, Duration offset) {
   const Now n = at(t, offset);
+  // S14: a stop of delivery reaching 48 h on the monotonic clock, once per stop (a boundary:
+  // logged at its instant, in whichever cycle or fast-forward reaches it).  First, so that a
+  // stop ended at that very instant (timed suspend, Resume) has reached it.
+  if (stop_began_ && !long_stop_logged_ && t >= *stop_began_ + kLongStop) {
+    long_stop_logged_ = true;
+    Event r = make_event(EventType::risk_event, n.mono, n.wall, kSystemUid);
+    r.index = kRiskLongStop;
+    r.duration = t - *stop_began_;
+    emit(r);
+  }
   // Priming completes once its last step has been issued (in an earlier cycle).
   if (state_ == PumpState::priming && prime_prog_left_ <= uL(0) && prime_steps_left_ <= 0) {
     emit_simple(EventType::prime_finished, n, kSystemUid);
@@ -229,6 +239,7 @@ MonoTime PumpCore::next_boundary(MonoTime t, Duration offset, bool any_state) co
   };
   if ((any_state || state_ == PumpState::suspended) && suspend_until_) consider(*suspend_until_);
   if (trial_end_mono_) consider(*trial_end_mono_);
+  if (stop_began_ && !long_stop_logged_) consider(*stop_began_ + kLongStop);  // S14
   for (const auto& x : boluses_) {
     if (x.active) consider(x.end);
   }

@@ -6,10 +6,12 @@
 // (no event, no step, the same Fingerprint, the encoder already seen) and no instant at
 // which something may act falls in it.  Those instants are: the next boundary of any kind
 // (flex step, local midnight, UTC offset change, periodic dose, bolus end, timed suspend
-// end, trial end, jump guard end), the next whole step the closed-form stretch makes due,
-// the next whole token of the motor's rate limit while steps wait for it,
-// the end of an alarm's silence, a battery threshold, the end of the flow monitor's
-// window, and, while the daily limit holds, every minute (the rolling ledger's buckets).
+// end, trial end, jump guard end, a stop of delivery's 48 h mark: S14), the next whole
+// step the closed-form stretch makes due, the next whole token of the motor's rate limit
+// while steps wait for it, the end of an alarm's silence or of an alarm test, the instant
+// refill_unfinished or solution_expired comes due, a battery threshold, the end of the flow
+// monitor's window, and, while the daily limit holds, every minute (the rolling ledger's
+// buckets).
 // Everything that accumulates per cycle is kept in closed form in tick() too (the stretch,
 // the battery, the motor's tokens), or is an integer sum (flow window time), so jumping n
 // quiet cycles leaves exactly the state n ticks would.

@@ -59,6 +59,8 @@ void PumpCore::export_state(CoreState& out, Now now) const {
   out.refill_began = refill_began_;
   out.last_fill_wall = last_fill_wall_;
   out.stopped_since = stopped_since_;
+  out.stop_began = stop_began_;
+  out.long_stop_logged = long_stop_logged_;
   out.reservoir_admix = reservoir_admix_;
   out.plan_slots = plan_slots_;
   for (std::size_t k = 0; k < kDrugSlots; ++k) {
@@ -216,6 +218,8 @@ void PumpCore::restore_fields(const CoreState& in, Duration shift, Now now) {
   refill_began_ = mv(in.refill_began);
   last_fill_wall_ = in.last_fill_wall;
   stopped_since_ = in.stopped_since;
+  stop_began_ = mv_opt(in.stop_began);  // across a reboot: the time off does not count
+  long_stop_logged_ = in.long_stop_logged;
 }
 
 namespace {

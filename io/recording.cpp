@@ -416,7 +416,7 @@ bool decode_payload(std::string_view p, Recorded& rec, std::string& why) {
     case RecKind::event: {
       rec.now = get_now(r);
       const std::uint8_t t = r.u8();
-      if (t > static_cast<std::uint8_t>(EventType::suspend_extended)) {
+      if (t > static_cast<std::uint8_t>(kLastEventType)) {
         why = "unknown event type";
         return false;
       }

@@ -394,13 +394,13 @@ TEST(CoreState, AFormat1StateFromBeforeTheFieldListDecodes) {
   EXPECT_TRUE(s->alarms[3].acknowledged);
   EXPECT_EQ(s->last_fill_wall, s->wall);
   EXPECT_FALSE(s->catheter_revised);
-  // Written again (format 2) it reads back to the same fields.
+  // Written again (the current format) it reads back to the same fields.
   const auto again = decode_core_state(as_text(encode_core_state(*s)), &err);
   ASSERT_TRUE(again) << err;
   EXPECT_EQ(first_difference(*s, *again), "");
 }
 
-TEST(CoreState, Format2CarriesTheRevisionTheRefillSessionTheFillTimeAndTheStop) {
+TEST(CoreState, Format2And3CarryTheRevisionTheRefillSessionTheFillTimeAndTheStop) {
   Delivered d;
   CoreState s = d.s;
   s.state = PumpState::refilling;
@@ -410,6 +410,8 @@ TEST(CoreState, Format2CarriesTheRevisionTheRefillSessionTheFillTimeAndTheStop) 
   s.catheter_capacity = uL(117);
   s.last_fill_wall = s.wall - days(2);
   s.stopped_since = s.wall - hours(5);
+  s.stop_began = s.mono - hours(5);
+  s.long_stop_logged = true;
   s.plan->max_in_reservoir = days(40);
   s.alarms[static_cast<std::size_t>(AlarmCode::catheter_port_injection)].active = true;
   const auto bytes = encode_core_state(s);
@@ -425,12 +427,16 @@ TEST(CoreState, Format2CarriesTheRevisionTheRefillSessionTheFillTimeAndTheStop) 
   EXPECT_EQ(back->last_fill_wall, s.last_fill_wall);
   ASSERT_TRUE(back->stopped_since);
   EXPECT_EQ(*back->stopped_since, *s.stopped_since);
+  ASSERT_TRUE(back->stop_began);
+  EXPECT_EQ(*back->stop_began, *s.stop_began);
+  EXPECT_TRUE(back->long_stop_logged);
   EXPECT_EQ(back->plan->max_in_reservoir, days(40));
   EXPECT_TRUE(back->alarms[static_cast<std::size_t>(AlarmCode::catheter_port_injection)].active);
   // A state before the session kept nowhere else is refused: refill_before must be one of
   // the four states BeginRefill leaves from.
   std::string bad = as_text(bytes);
-  const std::size_t at = bad.size() - (8 + 8 + 1 + 8) - 1;  // before, then began, fill, stopped_since (1 + 8)
+  constexpr std::size_t kTail3 = 1 + 8 + 1;  // stop_began (1 + 8), long_stop_logged
+  const std::size_t at = bad.size() - kTail3 - (8 + 8 + 1 + 8) - 1;  // before, then began, fill, stopped_since (1 + 8)
   ASSERT_EQ(static_cast<std::uint8_t>(bad[at]), static_cast<std::uint8_t>(PumpState::suspended));
   bad[at] = static_cast<char>(PumpState::refilling);
   EXPECT_FALSE(decode_core_state(bad, &err));
@@ -445,11 +451,13 @@ TEST(CoreState, AFormat1JournalIsStillRead) {
   constexpr std::size_t kAlarmBytes = 3 + 8 + 8;
   constexpr std::size_t kTail1 = 1 + 4 * 8 + 2 * 8 + 2 * 8 + 1 + 8;  // daily_hold .. refill_accuracy
   constexpr std::size_t kTail2 = 8 + 1 + 1 + 8 + 8 + 1;              // max_in_reservoir .. stopped_since
-  const std::size_t table = two.size() - kTail2 - kTail1 - kAlarmCount * kAlarmBytes - 4;
+  constexpr std::size_t kTail3 = 1 + 1;                              // stop_began (none), long_stop_logged
+  ASSERT_FALSE(d.s.stop_began);
+  const std::size_t table = two.size() - kTail3 - kTail2 - kTail1 - kAlarmCount * kAlarmBytes - 4;
   std::string one = two.substr(0, table);
   one += std::string("\x11\0\0\0", 4);  // 17 alarms
   one += two.substr(table + 4, 17 * kAlarmBytes);
-  one += two.substr(two.size() - kTail2 - kTail1, kTail1);
+  one += two.substr(two.size() - kTail3 - kTail2 - kTail1, kTail1);
   one[0] = 1;
   std::string err;
   const auto back = decode_core_state(one, &err);
@@ -458,10 +466,80 @@ TEST(CoreState, AFormat1JournalIsStillRead) {
   EXPECT_FALSE(back->catheter_revised);
   EXPECT_EQ(back->last_fill_wall, d.s.wall);  // a stability limit counts from then, never earlier
   EXPECT_FALSE(back->stopped_since);
+  EXPECT_FALSE(back->stop_began);
   // Format 1 knew no `refilling`.
   std::string refilling = one;
   refilling[4 + 8 + 8] = static_cast<char>(PumpState::refilling);
   EXPECT_FALSE(decode_core_state(refilling, &err));
+}
+
+// A format-2 journal (before S14's 48 h mark) kept a stop by its wall time alone: read, the
+// stop began its wall length before the capture on the monotonic clock, its mark not yet
+// logged; a pump restarted from it with the stop already past 48 h logs it at once.
+TEST(CoreState, AFormat2StopIsReadOnTheMonotonicClockAndAPast48HourStopIsLoggedAtTheRestart) {
+  Delivered d;
+  CoreState& s = d.s;
+  s.state = PumpState::suspended;
+  for (auto& b : s.boluses) b.active = false;
+  s.stopped_since = s.wall - hours(60);
+  s.stop_began.reset();
+  s.long_stop_logged = false;
+  std::string two = as_text(encode_core_state(s));
+  two.resize(two.size() - 2);  // no format-3 tail (stop_began absent: 1, long_stop_logged: 1)
+  two[0] = 2;
+  std::string err;
+  const auto back = decode_core_state(two, &err);
+  ASSERT_TRUE(back) << err;
+  ASSERT_TRUE(back->stop_began);
+  EXPECT_EQ(*back->stop_began, s.mono - hours(60));
+  EXPECT_FALSE(back->long_stop_logged);
+  // A wall time after the capture (a clock set back during the stop) is no stop of the future.
+  CoreState later = s;
+  later.stopped_since = s.wall + hours(1);
+  std::string two_later = as_text(encode_core_state(later));
+  two_later.resize(two_later.size() - 2);
+  two_later[0] = 2;
+  const auto back_later = decode_core_state(two_later, &err);
+  ASSERT_TRUE(back_later) << err;
+  EXPECT_EQ(*back_later->stop_began, s.mono);
+
+  Harness n;
+  n.now = d.h.now;
+  n.core = std::make_unique<PumpCore>(n.board, n.now);
+  (void)n.core->restore_state(*back, RestoreClock{n.now, Duration{0}}, 0);
+  n.cycle(msec(1));
+  std::vector<Event> risks;
+  for (const auto& e : n.events) {
+    if (e.type == EventType::risk_event) risks.push_back(e);
+  }
+  ASSERT_EQ(risks.size(), 1u);
+  EXPECT_EQ(risks[0].index, kRiskLongStop);
+  EXPECT_EQ(risks[0].mono, d.h.now.mono);  // the restart's first instant
+  EXPECT_EQ(risks[0].duration, hours(60));
+  n.run(days(1), minutes(10));
+  EXPECT_EQ(n.count(EventType::risk_event), 1u);
+}
+
+TEST(CoreState, ARecordedPlanOfFormat2Or3ReadsAndNoOtherDoes) {
+  // The flight recorder's plans (load, refill) keep the state format's number; the plan's
+  // layout is the same in 2 and 3, so recordings made before format 3 still replay.
+  const TherapyPlan p = bolus_plan();
+  const auto bytes = encode_therapy_plan(p);
+  ASSERT_EQ(bytes[0], kCoreStateFormat);
+  for (const int f : {2, 3, 1, 4}) {
+    std::string b = as_text(bytes);
+    b[0] = static_cast<char>(f);
+    std::string err;
+    const auto back = decode_therapy_plan(b, &err);
+    if (f == 2 || f == 3) {
+      ASSERT_TRUE(back) << err;
+      EXPECT_EQ(back->id, p.id);
+      EXPECT_EQ(back->patient_bolus->dose, p.patient_bolus->dose);
+    } else {
+      EXPECT_FALSE(back) << f;
+      EXPECT_NE(err.find("plan format"), std::string::npos) << err;
+    }
+  }
 }
 
 TEST(CoreState, EveryTruncationAndATrailingByteAreRefused) {

@@ -349,6 +349,49 @@ TEST(Preview, EqualsTheCoreRunCycleByCycleOnRandomPrescriptions) {
   EXPECT_EQ(tested, runs) << "the generator gave too few valid prescriptions";
 }
 
+TEST(Preview, ShowsAStopReaching48HoursWhereTheCoreRunCycleByCycleLogsIt) {
+  // S14 in the preview: a pump suspended for 40 h, previewed unchanged for a day, shows the
+  // stop's 48 h mark at the instant the live core, ticked on, logs it.
+  const BoardParams board = test_board(seconds(1));
+  LivePump pump(board);
+  {
+    const auto store = store_for(board);
+    std::string problems;
+    const auto live = store.compile(read_example("prescription-continuous.yaml"), wall_us(kWall0), &problems);
+    ASSERT_TRUE(live) << problems;
+    make_live(pump, *live, hours(1));
+    if (HasFatalFailure()) return;
+  }
+  ASSERT_TRUE(pump.send({.kind = CommandKind::suspend}).ok());
+  const WallTime mark = pump.now.wall + hours(48);
+  for (std::int64_t i = 0; i < hours(40) / board.loop_period; ++i) pump.cycle(nullptr);
+  CoreState copy;
+  pump.core->export_state(copy, pump.now);
+  app::PreviewRequest req;
+  req.horizon = days(1);
+  req.bucket = hours(1);
+  const auto got = app::run_preview(pump.board, copy, req);
+  ASSERT_TRUE(got.ok()) << got.error->message;
+  std::vector<app::PreviewEvent> shown;
+  for (const auto& e : got.value.events) {
+    if (e.type == "risk_event") shown.push_back(e);
+  }
+  ASSERT_EQ(shown.size(), 1u);
+  EXPECT_EQ(shown[0].when, mark);
+  EXPECT_NE(shown[0].detail.find("delivery stopped for 48.0 h and still stopped (suspended)"), std::string::npos)
+      << shown[0].detail;
+  // The reference: the live core, cycle by cycle over the same day.
+  const std::size_t ev0 = pump.events.size();
+  for (std::int64_t i = 0; i < days(1) / board.loop_period; ++i) pump.cycle(nullptr);
+  std::vector<Event> logged;
+  for (std::size_t i = ev0; i < pump.events.size(); ++i) {
+    if (pump.events[i].type == EventType::risk_event) logged.push_back(pump.events[i]);
+  }
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_EQ(logged[0].index, kRiskLongStop);
+  EXPECT_EQ(logged[0].when, shown[0].when);
+}
+
 TEST(Preview, RefusesWhatLoadPrescriptionWouldRefuseAndChecksItsLimits) {
   const BoardParams board = test_board(msec(100));
   const auto store = store_for(board);

@@ -151,16 +151,27 @@ TEST(ServiceSolutionStability, TheShippedLibraryLimitsZiconotideTo40DaysInTheRes
   EXPECT_NE(u.service->status().refill_due, WallTime{});
 }
 
-TEST(ServiceRiskEvents, ALongStopIsLoggedInWordsWhenDeliveryResumes) {
+TEST(ServiceRiskEvents, ALongStopIsLoggedInWordsAt48HoursAndWhenDeliveryResumes) {
   Unit u;
   u.ready(continuous_yaml());
   ASSERT_TRUE(u.call([&](auto d) { u.service->suspend(clinician(), Duration{0}, d); }).ok());
-  u.run(hours(50), minutes(10));
+  u.run(hours(47), minutes(10));
+  EXPECT_EQ(u.logged("risk_event"), 0u);
+  u.run(hours(3), minutes(10));
+  // Logged while the pump is still suspended, by the pump itself.
+  ASSERT_EQ(u.logged("risk_event"), 1u);
+  const auto at48 = last_logged(u, "risk_event");
+  ASSERT_TRUE(at48);
+  EXPECT_EQ(at48->who, "pump");
+  EXPECT_NE(at48->detail.find("delivery stopped for 48.0 h and still stopped (suspended)"), std::string::npos)
+      << at48->detail;
   ASSERT_TRUE(u.call([&](auto d) { u.service->resume(clinician(5), d); }).ok());
+  ASSERT_EQ(u.logged("risk_event"), 2u);
   const auto e = last_logged(u, "risk_event");
   ASSERT_TRUE(e);
   EXPECT_EQ(e->who, "uid=5");
-  EXPECT_NE(e->detail.find("stop of 50.0 h"), std::string::npos) << e->detail;
+  EXPECT_NE(e->detail.find("resumed after a stop of 50.0 h"), std::string::npos) << e->detail;
+  EXPECT_GT(e->wall_us, at48->wall_us);
 }
 
 }  // namespace

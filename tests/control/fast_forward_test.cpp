@@ -22,6 +22,7 @@
 //
 // The cost test counts the fast-forward's iterations (computed cycles plus jumps): they
 // grow with the steps delivered and the boundaries crossed, not with the cycles jumped.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -49,12 +50,14 @@ constexpr std::uint64_t kRuns = 3;
 constexpr std::uint64_t kChunkRuns = 2;
 constexpr std::uint64_t kLongRuns = 1;
 constexpr std::uint64_t kAdmixRuns = 2;
+constexpr std::uint64_t kLongStopRuns = 1;
 constexpr std::int64_t kSuspendDays = 45;
 #else
 constexpr std::uint64_t kRuns = 24;
 constexpr std::uint64_t kChunkRuns = 6;
 constexpr std::uint64_t kLongRuns = 4;
 constexpr std::uint64_t kAdmixRuns = 12;
+constexpr std::uint64_t kLongStopRuns = 4;
 constexpr std::int64_t kSuspendDays = 60;
 #endif
 constexpr Duration kPeriod = msec(1);
@@ -285,9 +288,15 @@ struct Scenario {
   std::vector<Act> acts;
 };
 
+/// Acts of the long-stop scenarios (beyond the random kinds 0..10).
+constexpr int kActStop = 11;       // an open-ended suspend
+constexpr int kActOcclusion = 12;  // a high alarm's stop (occlusion on)
+
 /// A scenario of `seed`; `long_run`: the same kinds of event over 3 days at 100 ms cycles
-/// (the rolling 24 h's expiry, several local midnights and periodic days).
-Scenario make_scenario(std::uint64_t seed, bool long_run = false, bool admix = false) {
+/// (the rolling 24 h's expiry, several local midnights and periodic days); `long_stop`: a
+/// long run in which a stop of delivery crosses its 48 h mark (S14).
+Scenario make_scenario(std::uint64_t seed, bool long_run = false, bool admix = false, bool long_stop = false) {
+  long_run = long_run || long_stop;
   Rng r(seed);
   Scenario s;
   if (long_run) s.period = msec(100);
@@ -350,7 +359,32 @@ Scenario make_scenario(std::uint64_t seed, bool long_run = false, bool admix = f
   for (auto i = r.irange(3, 14); i > 0; --i) {
     s.acts.push_back({r.irange(1, total - 1), static_cast<int>(r.irange(0, 10)), r.uni(0, 1), r.irange(0, 1'000'000)});
   }
-  std::sort(s.acts.begin(), s.acts.end(), [](const auto& a, const auto& b) { return a.cycle < b.cycle; });
+  if (long_stop) {
+    // S14: a stop (suspend until Resume, or an occlusion's high alarm) early in the run, so
+    // that its 48 h mark falls inside it; inside the stop only acts that keep it a stop (no
+    // timed suspend, refill or resume); a restart before the mark for half the seeds, one
+    // after it for some; a resume after the mark (ending the stop: its second entry) for
+    // most.  Drawn from its own stream.
+    Rng q(seed + 2'000'003);
+    const std::int64_t begin = static_cast<std::int64_t>(static_cast<double>(total) * q.uni(0.05, 0.3));
+    const std::int64_t mark = begin + hours(48) / s.period;
+    std::int64_t end = total;
+    if (q.chance(0.75)) {
+      end = std::min(total - 1, mark + static_cast<std::int64_t>(q.uni(0, 0.25) * static_cast<double>(total)));
+    }
+    // (A timed suspend up to 305 s before would still run at `begin`: Suspend is refused
+    // while suspended, and the timer would end the stop.)
+    const std::int64_t timer = seconds(310) / s.period;
+    std::erase_if(s.acts, [&](const Scenario::Act& a) {
+      const bool ends_a_stop = a.kind == 3 || a.kind == 4 || a.kind == 7 || a.kind == 10;
+      return ends_a_stop && a.cycle >= begin - (a.kind == 3 ? timer : 0) && a.cycle <= end;
+    });
+    s.acts.push_back({begin, q.chance(0.7) ? kActStop : kActOcclusion, 0, 0});
+    if (q.chance(0.5)) s.acts.push_back({q.irange(begin + 1, mark - 1), 9, 0, 0});
+    if (q.chance(0.3) && mark + 1 < end) s.acts.push_back({q.irange(mark + 1, end - 1), 9, 0, 0});
+    if (end < total) s.acts.push_back({end, 7, 0, 0});
+  }
+  std::stable_sort(s.acts.begin(), s.acts.end(), [](const auto& a, const auto& b) { return a.cycle < b.cycle; });
   if (admix) {
     // Issue 16: bupivacaine in the same solution (drawn from its own stream, so that the
     // scenarios without it stay as they were); its ratio changes with plan2's refill, and
@@ -415,20 +449,25 @@ void act(CoreRun& run, const Scenario& s, const Scenario::Act& a) {
       (void)run.send({.kind = CommandKind::grant_budget, .steps = Steps{1'000'000}});
       break;
     }
+    case kActStop: (void)run.send({.kind = CommandKind::suspend}); break;
+    case kActOcclusion: run.plant.in.occlusion = true; break;
     default: (void)run.send({.kind = CommandKind::resume}); break;
   }
 }
 
 /// daily_limit alarms raised for bupivacaine (the admixture scenarios must reach them).
 std::uint64_t g_admix_holds = 0;
+/// S14's long-stop risk events (the 48 h mark, the resume after it) the scenarios reached.
+std::uint64_t g_long_stops = 0;
+std::uint64_t g_long_stops_ended = 0;
 
 /// Runs one scenario; with `chunk` > 0 it also compares every `chunk` cycles after the
 /// last command (fast-forwards cut into pieces must compose).
 void run_seed(std::uint64_t seed, std::int64_t chunk, std::uint64_t& cycles_total, std::uint64_t& iterations_total,
-              bool long_run = false, bool admix = false) {
+              bool long_run = false, bool admix = false, bool long_stop = false) {
   SCOPED_TRACE(::testing::Message() << "fast-forward scenario seed " << seed << " (rerun alone: THECAL_FF_SEED=" << seed
                                     << ")");
-  const Scenario s = make_scenario(seed, long_run, admix);
+  const Scenario s = make_scenario(seed, long_run, admix, long_stop);
   CoreRun tick(s.board, s.start, false, s.period);
   CoreRun fast(s.board, s.start, true, s.period);
   // Every other scenario also through a CycleLog (its early returns when full included).
@@ -473,6 +512,8 @@ void run_seed(std::uint64_t seed, std::int64_t chunk, std::uint64_t& cycles_tota
   expect_same(tick, fast, "at the end");
   for (const auto& e : tick.events) {
     g_admix_holds += e.type == EventType::alarm_raised && e.alarm == AlarmCode::daily_limit && e.drug.view() == "bupivacaine";
+    g_long_stops += e.type == EventType::risk_event && e.index == kRiskLongStop;
+    g_long_stops_ended += e.type == EventType::risk_event && e.index == kRiskLongStopEnded;
   }
   cycles_total += static_cast<std::uint64_t>(fast.cycles);
   iterations_total += fast.iterations;
@@ -539,6 +580,27 @@ TEST(FastForward, EqualsTickingOverDaysAt100ms) {
   }
   std::cout << "fast-forward: " << runs << " scenarios of 3 days, " << cycles << " cycles of 100 ms in " << iterations
             << " iterations\n";
+}
+
+TEST(FastForward, EqualsTickingAcrossA48HourStop) {
+  // S14: 3 days at 100 ms in which a stop of delivery (a suspend or a high alarm's stop)
+  // reaches its 48 h mark, with restarts before and after the mark, wall-clock jumps and
+  // faults inside the stop and most often a resume after it: the risk events at the same
+  // instants, the stop's start and its logged mark in the CoreState, bit for bit.
+  std::uint64_t cycles = 0;
+  std::uint64_t iterations = 0;
+  const std::uint64_t marks0 = g_long_stops;
+  const std::uint64_t ended0 = g_long_stops_ended;
+  for (std::uint64_t seed = 1; seed <= kLongStopRuns; ++seed) {
+    run_seed(seed, 0, cycles, iterations, true, false, true);
+    if (::testing::Test::HasFatalFailure()) {
+      std::cout << "fast-forward long-stop scenario seed " << seed << " FAILED\n";
+      return;
+    }
+  }
+  EXPECT_GE(g_long_stops - marks0, kLongStopRuns) << "a scenario's stop did not reach its 48 h mark";
+  std::cout << "fast-forward: " << kLongStopRuns << " long-stop scenarios, " << g_long_stops - marks0
+            << " 48 h marks, " << g_long_stops_ended - ended0 << " resumed after one\n";
 }
 
 TEST(FastForward, ReturnsEarlySoThatNoEventIsLost) {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
+#include <vector>
 
 #include "control/buzzer.hpp"
 #include "tests/control/core_harness.hpp"
@@ -401,23 +403,170 @@ TEST(SolutionStability, WithoutALimitNothingExpires) {
 
 // ---- Risk events (S14) -----------------------------------------------------------------
 
-TEST(RiskEvents, AStopLongerThan48HoursIsLoggedWhenDeliveryResumes) {
-  for (const int h_stop : {47, 49}) {
+std::vector<Event> risks(const Harness& h, std::uint32_t kind) {
+  std::vector<Event> out;
+  for (const auto& e : h.events) {
+    if (e.type == EventType::risk_event && e.index == kind) out.push_back(e);
+  }
+  return out;
+}
+
+TEST(RiskEvents, AStopIsLoggedOnTheCycleItReaches48HoursOnceWhileStillStopped) {
+  Harness h;
+  h.ready(plan_1_2(), true);
+  h.run(minutes(10), seconds(10));
+  ASSERT_TRUE(h.send({.kind = CommandKind::suspend}, true, 555).ok());
+  const MonoTime began = h.now.mono;
+  const WallTime began_wall = h.now.wall;
+  // 7 s cycles: the mark (48 h = 172,800 s) falls inside a cycle, not on a cycle's time.
+  const Duration cycle = seconds(7);
+  while (h.now.mono + cycle < began + PumpCore::kLongStop) h.cycle(cycle);
+  EXPECT_TRUE(risks(h, kRiskLongStop).empty()) << "logged before 48 h";
+  ASSERT_LT(h.now.mono, began + PumpCore::kLongStop);
+  h.cycle(cycle);  // the cycle that reaches 48 h
+  ASSERT_GE(h.now.mono, began + PumpCore::kLongStop);
+  auto r = risks(h, kRiskLongStop);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].mono, began + PumpCore::kLongStop);  // stamped at the mark itself
+  EXPECT_EQ(r[0].when, began_wall + PumpCore::kLongStop);
+  EXPECT_EQ(r[0].duration, hours(48));
+  EXPECT_EQ(r[0].uid, kSystemUid);
+  EXPECT_EQ(r[0].new_state, PumpState::suspended);
+  EXPECT_EQ(h.core->state(), PumpState::suspended);
+  // Once per stop: days more of the same stop log nothing more.
+  h.run(days(5), minutes(7));
+  EXPECT_EQ(risks(h, kRiskLongStop).size(), 1u);
+  EXPECT_TRUE(risks(h, kRiskLongStopEnded).empty());
+}
+
+TEST(RiskEvents, AStopOf47h59IsNotARiskAndOneResumedAfter49hIsLoggedTwice) {
+  for (const Duration stop : {hours(47) + minutes(59), hours(49)}) {
     Harness h;
     h.ready(plan_1_2(), true);
     h.run(minutes(10), seconds(10));
     ASSERT_TRUE(h.send({.kind = CommandKind::suspend}).ok());
-    h.run(hours(h_stop), minutes(10));
+    h.run(stop, minutes(1));
     ASSERT_TRUE(h.send({.kind = CommandKind::resume}, true, 555).ok());
-    const Event* e = last_of(h, EventType::risk_event);
-    if (h_stop < 48) {
-      EXPECT_EQ(e, nullptr);
-    } else {
-      ASSERT_NE(e, nullptr);
-      EXPECT_EQ(e->index, kRiskLongStop);
-      EXPECT_EQ(e->duration, hours(49));
-      EXPECT_EQ(e->uid, 555u);
+    if (stop < hours(48)) {
+      EXPECT_EQ(h.count(EventType::risk_event), 0u);
+      continue;
     }
+    const auto reached = risks(h, kRiskLongStop);
+    const auto ended = risks(h, kRiskLongStopEnded);
+    ASSERT_EQ(reached.size(), 1u);
+    ASSERT_EQ(ended.size(), 1u);
+    EXPECT_EQ(reached[0].duration, hours(48));
+    EXPECT_EQ(ended[0].duration, hours(49));  // the whole stop, monotonic
+    EXPECT_EQ(ended[0].uid, 555u);            // who resumed
+    EXPECT_EQ(ended[0].mono, h.now.mono);
+    // A second stop starts its own count.
+    h.run(hours(1), minutes(1));
+    ASSERT_TRUE(h.send({.kind = CommandKind::suspend}).ok());
+    h.run(hours(47), minutes(10));
+    EXPECT_EQ(risks(h, kRiskLongStop).size(), 1u);
+    h.run(hours(1), minutes(10));
+    EXPECT_EQ(risks(h, kRiskLongStop).size(), 2u);
+  }
+}
+
+TEST(RiskEvents, EveryWayOfStoppingCountsAndAPumpNeverStartedDoesNot) {
+  // A high alarm's stop (the pump goes on being `stopped`), a refill session left open,
+  // the end of a trial: the tip gets nothing of the prescription, 48 h later it is logged.
+  {
+    Harness h;
+    h.ready(plan_1_2(), true);
+    h.run(minutes(10), seconds(10));
+    h.in.occlusion = true;
+    h.cycle(seconds(1));
+    ASSERT_EQ(h.core->state(), PumpState::stopped);
+    const MonoTime began = h.now.mono;
+    h.in.occlusion = false;
+    h.run(hours(49), minutes(10));
+    const auto r = risks(h, kRiskLongStop);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].mono, began + hours(48));
+    EXPECT_EQ(r[0].new_state, PumpState::stopped);
+  }
+  {
+    Harness h;
+    h.ready(plan_1_2(), true);
+    h.run(minutes(10), seconds(10));
+    ASSERT_TRUE(h.send({.kind = CommandKind::begin_refill}).ok());
+    h.run(hours(49), minutes(10));
+    const auto r = risks(h, kRiskLongStop);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].new_state, PumpState::refilling);
+  }
+  {
+    Harness h;
+    TherapyPlan p = plan_1_2();
+    p.phase = Phase::trial;
+    p.trial_ends = h.now.wall + hours(3);
+    h.ready(p, true);
+    h.run(hours(4), minutes(1));
+    ASSERT_EQ(h.core->state(), PumpState::trial_finished);
+    const Event* end = last_of(h, EventType::trial_finished);
+    ASSERT_NE(end, nullptr);
+    const MonoTime ended = end->mono;
+    h.run((ended + hours(48) - minutes(1)) - h.now.mono, minutes(1));
+    EXPECT_TRUE(risks(h, kRiskLongStop).empty());
+    h.run(minutes(2), minutes(1));
+    ASSERT_EQ(risks(h, kRiskLongStop).size(), 1u);
+    EXPECT_EQ(risks(h, kRiskLongStop)[0].mono, ended + hours(48));
+    EXPECT_EQ(risks(h, kRiskLongStop)[0].new_state, PumpState::trial_finished);
+  }
+  {
+    // Loaded and primed, never started: no therapy has stopped.
+    Harness h;
+    h.ready(plan_1_2(), false);
+    h.run(days(4), minutes(10));
+    EXPECT_EQ(h.count(EventType::risk_event), 0u);
+  }
+}
+
+TEST(RiskEvents, TheStopSurvivesARestartAndIsLoggedOnceAt48HoursOfThePumpsLife) {
+  // A restart at 30 h into the stop, within one boot (the monotonic clock goes on) and
+  // across a reboot (a new clock, no time assumed: the hours off do not count).
+  for (const bool reboot : {false, true}) {
+    SCOPED_TRACE(reboot ? "across a reboot" : "within one boot");
+    Harness h;
+    h.ready(plan_1_2(), true);
+    h.run(minutes(10), seconds(10));
+    ASSERT_TRUE(h.send({.kind = CommandKind::suspend}).ok());
+    const MonoTime began = h.now.mono;
+    h.run(hours(30), minutes(10));
+    auto saved = std::make_unique<CoreState>();
+    h.core->export_state(*saved, h.now);
+    ASSERT_TRUE(saved->stop_began);
+    EXPECT_FALSE(saved->long_stop_logged);
+    const Duration off = reboot ? hours(6) : Duration{0};
+    const Now restart{reboot ? mono_us(5'000'000) : h.now.mono, h.now.wall + off};
+    const Duration elapsed = reboot ? Duration{0} : restart.mono - h.now.mono;
+    h.now = restart;
+    h.core = std::make_unique<PumpCore>(h.board, h.now);
+    (void)h.core->restore_state(*saved, RestoreClock{h.now, elapsed}, 0);
+    h.drain();
+    const MonoTime mark = reboot ? restart.mono + hours(18) : began + hours(48);
+    while (h.now.mono + seconds(30) < mark) h.cycle(seconds(30));
+    EXPECT_TRUE(risks(h, kRiskLongStop).empty());
+    h.cycle(seconds(30));
+    auto r = risks(h, kRiskLongStop);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].mono, mark);
+    EXPECT_EQ(r[0].duration, hours(48));
+    // Logged before a second restart: not logged again after it; the resume closes it.
+    h.run(hours(2), minutes(10));
+    h.core->export_state(*saved, h.now);
+    EXPECT_TRUE(saved->long_stop_logged);
+    h.core = std::make_unique<PumpCore>(h.board, h.now);
+    (void)h.core->restore_state(*saved, RestoreClock{h.now, Duration{0}}, 0);
+    ASSERT_TRUE(h.send({.kind = CommandKind::grant_budget, .steps = Steps{1'000'000}}).ok());
+    h.run(days(1), minutes(10));
+    EXPECT_EQ(risks(h, kRiskLongStop).size(), 1u);
+    ASSERT_TRUE(h.send({.kind = CommandKind::resume}).ok());
+    const auto ended = risks(h, kRiskLongStopEnded);
+    ASSERT_EQ(ended.size(), 1u);
+    EXPECT_EQ(ended[0].duration, hours(48) + hours(2) + days(1));
   }
 }
 

@@ -406,10 +406,49 @@ TEST(DaemonRiskEvents, ALongStopAndAnEmptyReservoirAreLogged) {
   ASSERT_EQ(p.ctl({"time-scale", "1"}).exit_code, 0);
   const auto r = p.ctl({"resume"});
   ASSERT_EQ(r.exit_code, 0) << r.err << p.alarms();
+  // The stop (since reservoir_empty stopped the pump) was logged at its 48 h mark, then
+  // again when delivery resumed.
   const auto risks = p.logged("risk_event");
-  ASSERT_EQ(risks.size(), 2u);
-  EXPECT_NE(risks[1].detail.find("after a stop of"), std::string::npos) << risks[1].detail;
-  EXPECT_EQ(risks[1].who, "uid=0");
+  ASSERT_EQ(risks.size(), 3u);
+  EXPECT_NE(risks[1].detail.find("delivery stopped for 48.0 h and still stopped"), std::string::npos)
+      << risks[1].detail;
+  EXPECT_EQ(risks[1].who, "pump");
+  EXPECT_NE(risks[2].detail.find("after a stop of"), std::string::npos) << risks[2].detail;
+  EXPECT_EQ(risks[2].who, "uid=0");
+}
+
+TEST(DaemonRiskEvents, AStopIsLoggedAtIts48HourMarkWhileThePumpIsStillSuspended) {
+  // SPEC S14, the moment a clinician needs it: the risk event is in the event log (GetEvents
+  // over the bus) as soon as the stop reaches 48 h, without anyone resuming the pump.
+  Pump p;
+  ASSERT_NO_FATAL_FAILURE(p.infusing());
+  ASSERT_EQ(p.ctl({"suspend"}).exit_code, 0);
+  ASSERT_EQ(p.state(), "suspended");
+  const std::uint64_t suspended_at = p.wall();
+  ASSERT_EQ(p.ctl({"time-scale", "20000"}).exit_code, 0);  // 48 h in about 9 s
+  ASSERT_TRUE(wait_until([&] { return !p.logged("risk_event").empty(); }, 30'000))
+      << "no risk_event within 30 s at 20,000x (simulated " << (p.wall() - suspended_at) / kHourUs << " h)";
+  ASSERT_EQ(p.ctl({"time-scale", "1"}).exit_code, 0);
+  EXPECT_EQ(p.state(), "suspended");
+  const auto risks = p.logged("risk_event");
+  ASSERT_EQ(risks.size(), 1u);
+  EXPECT_EQ(risks[0].who, "pump");
+  EXPECT_NE(risks[0].detail.find("delivery stopped for 48.0 h and still stopped (suspended)"), std::string::npos)
+      << risks[0].detail;
+  // Stamped at the mark: 48 h of simulated time after the suspend (the suspend was read
+  // back a moment after it, at 1x; a cycle at 20,000x is 20 s).
+  EXPECT_GE(risks[0].time_us + 60'000'000, suspended_at + 48 * kHourUs);
+  EXPECT_LE(risks[0].time_us, suspended_at + 48 * kHourUs + 60'000'000);
+  // thecalctl's event list shows it too.
+  const auto log = p.ctl({"events", "1000"});
+  ASSERT_EQ(log.exit_code, 0) << log.err;
+  EXPECT_NE(log.out.find("risk_event"), std::string::npos) << log.out;
+  // Resumed: the second entry, with the whole stop, by whoever resumed.
+  ASSERT_EQ(p.ctl({"resume"}).exit_code, 0);
+  const auto after = p.logged("risk_event");
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_NE(after[1].detail.find("delivery resumed after a stop of"), std::string::npos) << after[1].detail;
+  EXPECT_EQ(after[1].who, "uid=0");
 }
 
 }  // namespace

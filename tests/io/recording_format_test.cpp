@@ -74,6 +74,27 @@ std::string sample_recording(std::uint64_t& records) {
   return out;
 }
 
+TEST(RecordingFormat, EveryEventTypeScansAndOneBeyondTheLastIsRefused) {
+  // Issue 17's events (refill_begun .. risk_event: S14's 48 h mark) are recorded like the
+  // others; a recording holding one must scan (and so replay) past it.
+  for (auto t = static_cast<int>(EventType::state_changed); t <= static_cast<int>(kLastEventType); ++t) {
+    Event e;
+    e.type = static_cast<EventType>(t);
+    e.index = kRiskLongStop;
+    e.mono = kT0.mono + msec(5);
+    e.when = kT0.wall + msec(5);
+    const Scan s = scan_recording(recording_header() + encode_event(e) + encode_end(1));
+    ASSERT_EQ(s.problem, "") << to_string(e.type);
+    ASSERT_EQ(s.records.size(), 1U) << to_string(e.type);
+    EXPECT_EQ(s.records[0].event_type, e.type);
+  }
+  Event beyond;
+  beyond.type = static_cast<EventType>(static_cast<int>(kLastEventType) + 1);
+  const Scan s = scan_recording(recording_header() + encode_event(beyond) + encode_end(1));
+  EXPECT_NE(s.problem.find("unknown event type"), std::string::npos) << s.problem;
+  EXPECT_TRUE(s.records.empty());
+}
+
 TEST(RecordingFormat, EveryKindRoundTrips) {
   std::uint64_t n = 0;
   const std::string bytes = sample_recording(n) + encode_end(5);
