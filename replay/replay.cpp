@@ -71,7 +71,7 @@ class Run {
       cycle_ = static_cast<std::int64_t>(start.cycle);
       plant_.in = start.in;
       plant_.steps = start.plant_steps;
-      chk_.begin_run(board_, start.image->state.plan);
+      chk_.begin_run(board_, start.image->state);  // seeded: catheter, reservoir, totals, alarms
       chk_.clock(now_);
       snapshot_digest_ok_ = io::status_digest(core_->status()) == start.digest;
       return;

@@ -110,8 +110,12 @@ struct Pump {
   }
   /// Pulls the last `span` of recording into FILE and replays it; returns thecal-replay's result.
   RunResult record_and_replay(const std::string& span, const std::string& name) {
+    return record_and_replay("now-" + span, "now", name);
+  }
+  /// The same for the window FROM..TO (thecalctl's time forms).
+  RunResult record_and_replay(const std::string& from, const std::string& to, const std::string& name) {
     const std::string file = dir.path() + "/" + name;
-    auto r = ctl({"recording", "now-" + span, "now", file});
+    auto r = ctl({"recording", from, to, file});
     if (r.exit_code != 0) return r;
     return run({THECAL_REPLAY_PATH, file, "--plot", file + ".svg"});
   }
@@ -120,6 +124,7 @@ struct Pump {
 TEST(Recorder, TheFlexExampleWithBolusesAFaultAndASigkillReplaysExactly) {
   Pump p;
   ASSERT_NO_FATAL_FAILURE(p.infusing());
+  const std::uint64_t first_wall = p.wall();
   ASSERT_TRUE(p.sim_wait(3 * kHour));
   auto r = p.ctl({"clinician-bolus", "0.05 mg", "--over", "10 min"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -133,12 +138,17 @@ TEST(Recorder, TheFlexExampleWithBolusesAFaultAndASigkillReplaysExactly) {
   ASSERT_EQ(p.ctl({"resume"}).exit_code, 0);
   ASSERT_TRUE(p.sim_wait(2 * kHour));
   // A crash in the middle: the recording goes on in a second run after the restart.
+  const std::uint64_t kill_wall = p.wall();
   p.restart(SIGKILL);
   ASSERT_TRUE(wait_until([&] { return p.state() == "infusing"; })) << read_text(p.log);
   ASSERT_EQ(p.ctl({"time-scale", "7200"}).exit_code, 0);
   ASSERT_TRUE(p.sim_wait(6 * kHour));
   r = p.ctl({"bolus"});  // refused (lockout) or granted: either way an input
-  const RunResult rep = p.record_and_replay("2d", "month.rec");
+  // The simulator's wall clock starts again from the real one at the restart, so the killed
+  // run's records lie hours ahead of the second run's start: the window is asked by both
+  // runs' own clocks, or "now-2d now" may cut the killed run short (docs/recorder.md).
+  const std::uint64_t to = std::max(kill_wall, p.wall()) + kHour;
+  const RunResult rep = p.record_and_replay(std::to_string(first_wall - kHour), std::to_string(to), "month.rec");
   EXPECT_EQ(rep.exit_code, 0) << rep.out << rep.err;
   EXPECT_NE(rep.out.find("MATCH"), std::string::npos) << rep.out;
   EXPECT_NE(rep.out.find("2 run(s)"), std::string::npos) << rep.out;
