@@ -24,12 +24,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
 THECALD=$SRC/build/default/daemon/thecald
 THECALCTL=$SRC/build/default/thecalctl/thecalctl
+REPLAY=$SRC/build/default/replay/thecal-replay
 KEEP=0
 CACHE_ONLY=0
 while [ $# -gt 0 ]; do
   case $1 in
     --thecald) THECALD=$2; shift 2 ;;
     --thecalctl) THECALCTL=$2; shift 2 ;;
+    --replay) REPLAY=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --cache-only) CACHE_ONLY=1; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -140,6 +142,8 @@ copy_bin() {  # binary + every library ldd names
 }
 copy_bin "$THECALD" /usr/sbin/thecald
 copy_bin "$THECALCTL" /usr/bin/thecalctl
+# thecal-replay: the guest replays its own flight recording at the end (S15, issue 15).
+if [ -x "$REPLAY" ]; then copy_bin "$REPLAY" /usr/bin/thecal-replay; fi
 copy_bin /usr/bin/dbus-daemon /usr/bin/dbus-daemon
 cp "$SRC/config/drugs.yaml" "$R/usr/share/thecal/drugs.yaml"
 # The tz database (prescriptions name their time zone), without the posix/ and right/ copies.

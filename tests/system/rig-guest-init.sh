@@ -541,4 +541,16 @@ check "GPIO chip gone at run time: high alarm hardware_fault, daemon alive" sh -
 kill -TERM $TD; wait $TD; rc=$?; TD=
 check "thecald still stops cleanly (exit 0) after losing its chip" [ $rc = 0 ]
 tail -n 5 /tmp/thecald.log
+
+# ---- S15: the rig's whole life replays (issue 15 item 6) --------------------------------------
+# Every run of thecald in this guest (the gpiod backend's inputs: encoder, fault, button,
+# pressure, battery lines, the lost chip; the SIGKILL and SIGABRT runs) from its flight
+# recording, through the same core, with the independent checker.
+if command -v thecal-replay > /dev/null; then
+  out=$(thecal-replay /var/lib/thecal/recorder 2>&1); rc=$?
+  echo "$out" | head -n 12
+  check "the rig's flight recording replays exactly and keeps S1-S6 and S8 (thecal-replay exit $rc: $(echo "$out" | grep -m1 -E 'MATCH|DIVERG|VIOLATION|INCOMPLETE' | cut -c1-160))" [ $rc = 0 ]
+else
+  fail "thecal-replay is not in the guest (gpio-sim-rig.sh --replay)"
+fi
 finish
