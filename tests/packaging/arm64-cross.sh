@@ -34,7 +34,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 pkgs=(crossbuild-essential-arm64 cmake ninja-build pkg-config lintian dpkg-dev qemu-user-static binfmt-support
       libsystemd-dev:arm64 libgpiod-dev:arm64 libboost-dev:arm64 libboost-program-options-dev:arm64
-      libhowardhinnant-date-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libyaml-cpp0.7:arm64 libgcrypt20-dev:arm64
+      libhowardhinnant-date-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libyaml-cpp0.7:arm64 libgcrypt20:arm64 libgpg-error0:arm64
       libcpp-httplib-dev:arm64 nlohmann-json3-dev)
 need=()
 for p in "${pkgs[@]}"; do
@@ -57,6 +57,26 @@ if [ ! -f "$Y/usr/lib/aarch64-linux-gnu/cmake/yaml-cpp/yaml-cpp-config.cmake" ];
   for d in "$CACHE"/dl/*.deb; do dpkg -x "$d" "$Y.tmp"; done
   mv "$Y.tmp" "$Y"; rm -rf "$CACHE/dl"
 fi
+
+# ---- 2b. libgcrypt20-dev:arm64 and libgpg-error-dev:arm64 in a side prefix ----------------
+# Neither is Multi-Arch: same either (installing them removes the amd64 ones the host build
+# needs).  Their .pc files are rewritten to the side prefix; gpg-error.h lives in the triplet
+# directory, which the rewritten Cflags name.
+gv=$(dpkg-query -W -f='${Version}' libgcrypt20:arm64)
+ev=$(dpkg-query -W -f='${Version}' libgpg-error0:arm64)
+G=$CACHE/gcrypt-$gv-$ev
+if [ ! -f "$G/usr/lib/aarch64-linux-gnu/pkgconfig/libgcrypt.pc" ]; then
+  log "unpacking libgcrypt20-dev:arm64 $gv and libgpg-error-dev:arm64 $ev into $G"
+  rm -rf "$G" "$G.tmp" "$CACHE/dl" && mkdir -p "$CACHE/dl"
+  dl=("libgcrypt20-dev:arm64=$gv" "libgcrypt20:arm64=$gv" "libgpg-error-dev:arm64=$ev" "libgpg-error0:arm64=$ev")
+  (cd "$CACHE/dl" && apt-get download -q "${dl[@]}" >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null; apt-get download -q "${dl[@]}" >/dev/null; })
+  for d in "$CACHE"/dl/*.deb; do dpkg -x "$d" "$G.tmp"; done
+  sed -i -e "s|^prefix=.*|prefix=$G/usr|" -e 's|^Cflags: *$|Cflags: -I${includedir}/aarch64-linux-gnu|' \
+    "$G.tmp"/usr/lib/aarch64-linux-gnu/pkgconfig/{libgcrypt,gpg-error}.pc
+  mv "$G.tmp" "$G"; rm -rf "$CACHE/dl"
+fi
+export THECAL_ARM64_PKG_CONFIG_PATH=$G/usr/lib/aarch64-linux-gnu/pkgconfig
 
 # ---- 3. configure and build ----------------------------------------------------------------
 log "configuring $OUT"
